@@ -1,0 +1,65 @@
+// Command shadowproxy is a Postgres-wire proxy for migrating a live service
+// to a new database without downtime. See the README for the phases.
+//
+// Usage:
+//
+//	shadowproxy serve [--config FILE] [flags]
+//	shadowproxy version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: shadowproxy <command> [flags]
+
+commands:
+  serve     run the proxy
+  version   print the version
+
+Run 'shadowproxy <command> -h' for a command's flags.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, "shadowproxy", version)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "shadowproxy: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		fmt.Fprintln(stderr, "shadowproxy:", err)
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")

@@ -1,0 +1,325 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole validated configuration of a proxy. The zero value is
+// not useful: start from DefaultConfig, then Parse, then Validate.
+type Config struct {
+	// Listen is the address clients connect to.
+	Listen string `toml:"listen"`
+	// Admin is the address of the HTTP admin server (/metrics, /status,
+	// /healthz); empty disables it.
+	Admin string `toml:"admin"`
+	// Old is the postgres:// URL of the database being migrated from.
+	Old string `toml:"old"`
+	// New is the postgres:// or mysql:// URL of the database being migrated to.
+	New string `toml:"new"`
+	// Phase is the global migration phase.
+	Phase Phase `toml:"phase"`
+	// ReportDir is where comparison reports and mirror dead letters go.
+	ReportDir string `toml:"report_dir"`
+
+	Log     LogConfig     `toml:"log"`
+	TLS     TLSConfig     `toml:"tls"`
+	Auth    AuthConfig    `toml:"auth"`
+	Limits  LimitsConfig  `toml:"limits"`
+	Rewrite RewriteConfig `toml:"rewrite"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `toml:"format"` // "text" or "json"
+	Level  string `toml:"level"`  // "debug", "info", "warn", "error"
+}
+
+// TLSConfig holds the certificate the proxy presents to clients. With no
+// certificate the proxy answers SSLRequest with 'N'.
+type TLSConfig struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Enabled reports whether client-facing TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
+
+// Auth modes.
+const (
+	// AuthPassthrough relays the client's own credentials to the old database.
+	AuthPassthrough = "passthrough"
+	// AuthUsers authenticates clients against the configured SCRAM verifiers
+	// and logs in upstream with the proxy's own credentials.
+	AuthUsers = "users"
+)
+
+// AuthConfig says how clients authenticate.
+type AuthConfig struct {
+	Mode string `toml:"mode"`
+	// UpstreamUser and UpstreamPassword are the proxy's own credentials for
+	// the old database in "users" mode. Empty UpstreamUser means the client's
+	// user name; the password may also come from the old URL.
+	UpstreamUser     string `toml:"upstream_user"`
+	UpstreamPassword string `toml:"upstream_password"`
+	Users            []User `toml:"users"`
+}
+
+// User is one client login accepted in "users" mode.
+type User struct {
+	Name string `toml:"name"`
+	// SCRAMVerifier is a pg_authid-style verifier:
+	// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>.
+	SCRAMVerifier string `toml:"scram_verifier"`
+}
+
+// LimitsConfig bounds what one client, and all of them together, may use.
+type LimitsConfig struct {
+	// MaxClientConns is the most client connections served at once; beyond
+	// it clients get SQLSTATE 53300.
+	MaxClientConns int `toml:"max_client_conns"`
+	// MaxMessageSize is the largest message a client may send, in bytes.
+	MaxMessageSize int `toml:"max_message_size"`
+	// StartupTimeout bounds the time from accept to the first ReadyForQuery.
+	StartupTimeout time.Duration `toml:"startup_timeout"`
+	// IdleTimeout closes a client that sent nothing for this long while no
+	// transaction was open; zero disables it.
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// ShutdownTimeout is how long SIGTERM lets sessions finish.
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+}
+
+// RewriteConfig tunes SQL classification.
+type RewriteConfig struct {
+	// CacheSize is the number of distinct SQL texts whose classification is kept.
+	CacheSize int `toml:"cache_size"`
+}
+
+// DefaultConfig returns the configuration used for every field a file or a
+// flag does not set.
+func DefaultConfig() *Config {
+	return &Config{
+		Listen: "127.0.0.1:6432",
+		Admin:  "127.0.0.1:9187",
+		Phase:  OldOnly,
+		Log:    LogConfig{Format: "text", Level: "info"},
+		Auth:   AuthConfig{Mode: AuthPassthrough},
+		Limits: LimitsConfig{
+			MaxClientConns:  1000,
+			MaxMessageSize:  64 << 20,
+			StartupTimeout:  10 * time.Second,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		Rewrite: RewriteConfig{CacheSize: 10000},
+	}
+}
+
+// Parse reads TOML from r over c. Unknown keys are errors, so that a typo
+// does not silently leave a default in force.
+func (c *Config) Parse(r io.Reader) error {
+	md, err := toml.NewDecoder(r).Decode(c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("config: %s", perr.ErrorWithPosition())
+		}
+		return fmt.Errorf("config: %w", err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		return &FieldError{Field: keys[0], Err: fmt.Errorf("unknown setting (unknown keys: %s)", strings.Join(keys, ", "))}
+	}
+	return nil
+}
+
+// Load reads the file at path over DefaultConfig. An empty path returns the
+// defaults.
+func Load(path string) (*Config, error) {
+	c := DefaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	if err := c.Parse(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Environment variables that carry secrets, so they need not be in the file
+// or on the command line.
+const (
+	EnvOld = "SHADOWPROXY_OLD"
+	EnvNew = "SHADOWPROXY_NEW"
+)
+
+// ApplyEnv overrides the database URLs from the environment when set.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	if v := getenv(EnvOld); v != "" {
+		c.Old = v
+	}
+	if v := getenv(EnvNew); v != "" {
+		c.New = v
+	}
+}
+
+// FieldError is a validation failure of one setting.
+type FieldError struct {
+	Field string // the TOML key, e.g. "limits.max_client_conns"
+	Err   error
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("config: %s: %v", e.Field, e.Err) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ImplementedPhases are the phases this build can run. Validate rejects the
+// others by name rather than running a phase half-built.
+var ImplementedPhases = map[Phase]bool{OldOnly: true}
+
+// Validate checks every field and returns all failures joined, each a
+// *FieldError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	checkAddr := func(field, v string, optional bool) {
+		if v == "" {
+			if !optional {
+				bad(field, "required")
+			}
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(field, "want host:port: %v", err)
+		}
+	}
+	checkAddr("listen", c.Listen, false)
+	checkAddr("admin", c.Admin, true)
+
+	if c.Old == "" {
+		bad("old", "required (set it in the file, with --old or with %s)", EnvOld)
+	} else if err := checkURL(c.Old, "postgres", "postgresql"); err != nil {
+		bad("old", "%v", err)
+	}
+	if c.New != "" {
+		if err := checkURL(c.New, "postgres", "postgresql", "mysql"); err != nil {
+			bad("new", "%v", err)
+		}
+	}
+	if c.Phase < OldOnly || c.Phase > NewOnly {
+		bad("phase", "required")
+	} else if !ImplementedPhases[c.Phase] {
+		bad("phase", "%s is not implemented in this build", c.Phase)
+	} else if c.Phase != OldOnly && c.New == "" {
+		bad("new", "required in phase %s", c.Phase)
+	}
+
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
+	}
+
+	switch c.Auth.Mode {
+	case AuthPassthrough:
+	case AuthUsers:
+		if len(c.Auth.Users) == 0 {
+			bad("auth.users", "at least one user is required in mode %q", AuthUsers)
+		}
+	default:
+		bad("auth.mode", "want %q or %q, got %q", AuthPassthrough, AuthUsers, c.Auth.Mode)
+	}
+	seen := map[string]bool{}
+	for i, u := range c.Auth.Users {
+		field := fmt.Sprintf("auth.users[%d]", i)
+		if u.Name == "" {
+			bad(field+".name", "required")
+		} else if seen[u.Name] {
+			bad(field+".name", "duplicate user %q", u.Name)
+		}
+		seen[u.Name] = true
+		if _, err := ParseSCRAMVerifier(u.SCRAMVerifier); err != nil {
+			bad(field+".scram_verifier", "%v", err)
+		}
+	}
+
+	if c.Limits.MaxClientConns <= 0 {
+		bad("limits.max_client_conns", "must be positive, got %d", c.Limits.MaxClientConns)
+	}
+	if c.Limits.MaxMessageSize < 4096 {
+		bad("limits.max_message_size", "must be at least 4096 bytes, got %d", c.Limits.MaxMessageSize)
+	}
+	if c.Limits.StartupTimeout <= 0 {
+		bad("limits.startup_timeout", "must be positive")
+	}
+	if c.Limits.IdleTimeout < 0 {
+		bad("limits.idle_timeout", "must not be negative")
+	}
+	if c.Limits.ShutdownTimeout < 0 {
+		bad("limits.shutdown_timeout", "must not be negative")
+	}
+	if c.Rewrite.CacheSize <= 0 {
+		bad("rewrite.cache_size", "must be positive, got %d", c.Rewrite.CacheSize)
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole input, password included.
+		return errors.New("not a valid URL")
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return fmt.Errorf("%s URL has no host", u.Scheme)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("scheme %q not supported (want %s)", u.Scheme, strings.Join(schemes, " or "))
+}
+
+// RedactURL returns raw with any password replaced, for logs and /status.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

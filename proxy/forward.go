@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/shadowproxy/shadowproxy/metrics"
+	"github.com/shadowproxy/shadowproxy/protocol"
+	"github.com/shadowproxy/shadowproxy/rewrite"
+)
+
+// stmtInfo is what the proxy knows about a prepared statement or portal.
+type stmtInfo struct {
+	kind metrics.QueryKind
+}
+
+var unparsedInfo = &stmtInfo{kind: metrics.QueryUnparsed}
+
+// maxPortals bounds the portal table of a client that binds named portals
+// and never closes them; portals end with their transaction anyway.
+const maxPortals = 1024
+
+// clientToUpstream forwards the client's messages to the old database
+// until either side ends. Messages are forwarded as raw bytes, a whole
+// buffered run per write; only the types the proxy needs are looked at.
+func (ss *session) clientToUpstream(cr *protocol.Reader) {
+	idle := ss.st.cfg.Limits.IdleTimeout
+	for {
+		start := cr.Offset()
+		for {
+			typ, n, ok, err := cr.Header()
+			if err != nil {
+				ss.flushToUpstream(cr.Span(start))
+				ss.terminate(protocol.Fatal(protocol.CodeProtocolViolation, err.Error()))
+				return
+			}
+			if !ok {
+				break
+			}
+			if !cr.Fits(n) {
+				if !ss.flushToUpstream(cr.Span(start)) {
+					return
+				}
+				if inspectsClient(typ) {
+					cr.Grow(n)
+					start = cr.Offset()
+					break // read the rest of it
+				}
+				if _, err := cr.Stream(countingWriter{ss.up, ss.srv.metrics.BytesClientToUpstream}); err != nil {
+					// A failed write is the old database's side.
+					ss.endOnError(err, isWriteErr(err))
+					return
+				}
+				start = cr.Offset()
+				continue
+			}
+			msg, ok, _ := cr.Next()
+			if !ok {
+				break
+			}
+			if msg.Type == protocol.MsgTerminate {
+				ss.flushToUpstream(cr.Span(start))
+				ss.close()
+				return
+			}
+			ss.onClientMessage(msg)
+		}
+		if !ss.flushToUpstream(cr.Span(start)) {
+			return
+		}
+		if idle > 0 {
+			_ = ss.client.SetReadDeadline(time.Now().Add(idle))
+		}
+		if err := cr.Fill(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && idle > 0 && !ss.closed.Load() {
+				if ss.idle() {
+					ss.terminate(protocol.Fatal(protocol.CodeIdleSessionTimeout, "terminating connection due to idle-session timeout"))
+					return
+				}
+				continue // busy: the timeout only applies between transactions
+			}
+			ss.clientGone()
+			return
+		}
+	}
+}
+
+// inspectsClient reports whether the proxy must see a whole client message
+// of this type rather than stream it through.
+func inspectsClient(typ byte) bool {
+	switch typ {
+	case protocol.MsgQuery, protocol.MsgParse, protocol.MsgBind, protocol.MsgExecute, protocol.MsgClose:
+		return true
+	}
+	return false
+}
+
+// onClientMessage looks at one client message before it is forwarded.
+func (ss *session) onClientMessage(msg protocol.Message) {
+	switch msg.Type {
+	case protocol.MsgQuery:
+		ss.pending.push(request{sent: time.Now()})
+		sql, _, _ := protocol.CString(msg.Body)
+		stmts, _ := ss.srv.classifier.Classify(string(sql))
+		for _, st := range stmts {
+			ss.srv.metrics.CountQuery(metrics.QueryKind(st.Kind.String()))
+		}
+	case protocol.MsgParse:
+		name, rest, _ := protocol.CString(msg.Body)
+		sql, _, _ := protocol.CString(rest)
+		info := unparsedInfo
+		if st, err := ss.srv.classifier.ClassifyOne(string(sql)); err == nil && st != nil {
+			info = infoFor(st)
+		}
+		ss.stmts[string(name)] = info
+	case protocol.MsgBind:
+		portal, rest, _ := protocol.CString(msg.Body)
+		name, _, _ := protocol.CString(rest)
+		info := ss.stmts[string(name)]
+		if info == nil {
+			info = unparsedInfo
+		}
+		if len(portal) > 0 && len(ss.portals) >= maxPortals {
+			clear(ss.portals)
+		}
+		ss.portals[string(portal)] = info
+	case protocol.MsgExecute:
+		portal, _, _ := protocol.CString(msg.Body)
+		if info := ss.portals[string(portal)]; info != nil {
+			ss.srv.metrics.CountQuery(info.kind)
+		}
+	case protocol.MsgClose:
+		if len(msg.Body) > 0 {
+			name, _, _ := protocol.CString(msg.Body[1:])
+			if msg.Body[0] == 'S' {
+				delete(ss.stmts, string(name))
+			} else {
+				delete(ss.portals, string(name))
+			}
+		}
+	case protocol.MsgSync:
+		ss.pending.push(request{sent: time.Now(), extended: true})
+	case protocol.MsgFunctionCall:
+		ss.pending.push(request{sent: time.Now()})
+	}
+}
+
+// infoFor returns the shared stmtInfo of a statement kind, so that tracking
+// a prepared statement does not allocate.
+func infoFor(st *rewrite.Statement) *stmtInfo {
+	if k := int(st.Kind); k < len(kindInfos) && kindInfos[k] != nil {
+		return kindInfos[k]
+	}
+	return unparsedInfo
+}
+
+var kindInfos = func() []*stmtInfo {
+	all := []rewrite.Kind{rewrite.Read, rewrite.Write, rewrite.DDL, rewrite.Tx, rewrite.Session, rewrite.Other, rewrite.Unparsed}
+	out := make([]*stmtInfo, 256)
+	for _, k := range all {
+		out[k] = &stmtInfo{kind: metrics.QueryKind(k.String())}
+	}
+	return out
+}()
+
+// flushToUpstream writes a run of client messages to the old database. It
+// reports false when the session is over.
+func (ss *session) flushToUpstream(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	if _, err := ss.up.Write(b); err != nil {
+		ss.endOnError(err, true)
+		return false
+	}
+	ss.srv.metrics.BytesClientToUpstream.Add(float64(len(b)))
+	return true
+}
+
+// clientGone ends a session whose client disconnected or failed. A query
+// still running is cancelled on the old database, so it does not run on
+// for nobody and its locks are released.
+func (ss *session) clientGone() {
+	if ss.closed.Load() {
+		return
+	}
+	if ss.pending.len() > 0 || ss.txStatus.Load() != 'I' {
+		ss.cancelUpstream()
+	}
+	ss.terminate(nil)
+}
+
+// endOnError ends the session after a failed read or write on either
+// connection.
+func (ss *session) endOnError(err error, upstreamSide bool) {
+	if ss.closed.Load() {
+		return
+	}
+	if upstreamSide {
+		ss.upstreamLost(err)
+		return
+	}
+	ss.clientGone()
+}
+
+// upstreamLost tells the client the old database went away, so it gets an
+// error instead of a hang, and ends the session.
+func (ss *session) upstreamLost(err error) {
+	if ss.closed.Load() {
+		return
+	}
+	var ne net.Error
+	if !isClosedErr(err) && !(errors.As(err, &ne) && ne.Timeout()) {
+		ss.log.Warn("upstream connection failed", "err", err)
+	} else {
+		ss.log.Info("upstream connection closed")
+	}
+	ss.sendFatal(protocol.Fatal(protocol.CodeConnectionFailure, "terminating connection because the connection to the upstream database was lost"))
+	ss.close()
+}
+
+// upstreamToClient forwards the old database's messages to the client
+// until either side ends.
+func (ss *session) upstreamToClient(ur *protocol.Reader) {
+	for {
+		start := ur.Offset()
+		for {
+			_, n, ok, err := ur.Header()
+			if err != nil {
+				ss.flushToClient(ur.Span(start))
+				ss.upstreamLost(err)
+				return
+			}
+			if !ok {
+				break
+			}
+			if !ur.Fits(n) {
+				// A large row or COPY chunk: stream it through rather than
+				// hold it whole.
+				if !ss.flushToClient(ur.Span(start)) {
+					return
+				}
+				ss.wmu.Lock()
+				_, err := ur.Stream(countingWriter{ss.client, ss.srv.metrics.BytesUpstreamToClient})
+				ss.wmu.Unlock()
+				if err != nil {
+					ss.endOnError(err, !isWriteErr(err))
+					return
+				}
+				start = ur.Offset()
+				continue
+			}
+			msg, ok, _ := ur.Next()
+			if !ok {
+				break
+			}
+			if end := ss.onServerMessage(msg); end {
+				ss.flushToClient(ur.Span(start))
+				ss.terminate(protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command"))
+				return
+			}
+		}
+		if !ss.flushToClient(ur.Span(start)) {
+			return
+		}
+		if err := ur.Fill(); err != nil {
+			ss.upstreamLost(err)
+			return
+		}
+	}
+}
+
+// onServerMessage looks at one upstream message before it is forwarded. It
+// returns true when the session must end after it (draining at a
+// transaction boundary).
+func (ss *session) onServerMessage(msg protocol.Message) (end bool) {
+	switch msg.Type {
+	case protocol.MsgReadyForQuery:
+		if len(msg.Body) > 0 {
+			ss.txStatus.Store(uint32(msg.Body[0]))
+		}
+		r, left, ok := ss.pending.pop()
+		if ok {
+			ss.srv.metrics.ObserveUpstreamLatency(time.Since(r.sent))
+		}
+		return left == 0 && ss.draining.Load() && ss.txStatus.Load() == 'I'
+	case protocol.MsgErrorResponse:
+		_, code := protocol.ErrorFields(msg.Body)
+		ss.srv.metrics.ObserveError(metrics.SourceUpstream, code)
+	case 'G': // CopyInResponse
+		ss.pending.markCopyIn()
+	}
+	return false
+}
+
+// flushToClient writes a run of upstream messages to the client. It
+// reports false when the session is over.
+func (ss *session) flushToClient(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	ss.wmu.Lock()
+	_, err := ss.client.Write(b)
+	ss.wmu.Unlock()
+	if err != nil {
+		ss.endOnError(err, false)
+		return false
+	}
+	ss.srv.metrics.BytesUpstreamToClient.Add(float64(len(b)))
+	return true
+}
+
+// writeErr marks an error from writing to the client while streaming.
+type writeErr struct{ error }
+
+func (e writeErr) Unwrap() error { return e.error }
+
+func isWriteErr(err error) bool {
+	var we writeErr
+	return errors.As(err, &we)
+}
+
+// countingWriter writes to a connection, counts the bytes in a metric, and
+// marks its errors as write errors.
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	c interface{ Add(float64) }
+}
+
+func (cw countingWriter) Write(b []byte) (int, error) {
+	n, err := cw.w.Write(b)
+	cw.c.Add(float64(n))
+	if err != nil {
+		return n, writeErr{err}
+	}
+	return n, nil
+}
