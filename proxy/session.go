@@ -234,10 +234,10 @@ func (ss *session) negotiate() (io.Reader, pgproto3.FrontendMessage, error) {
 			if err := tc.Handshake(); err != nil {
 				return nil, nil, fmt.Errorf("TLS handshake: %w", err)
 			}
+			ss.client = tc // from here on, errors go to the client over TLS
 			if direct && tc.ConnectionState().NegotiatedProtocol != "postgresql" {
 				return nil, nil, protocol.Fatal(protocol.CodeProtocolViolation, "direct SSL connection requires ALPN protocol \"postgresql\"")
 			}
-			ss.client = tc
 			br = bufio.NewReaderSize(tc, 512)
 		case *pgproto3.GSSEncRequest:
 			if gssDone {
