@@ -1,0 +1,35 @@
+// Command bench measures shadowproxy's overhead against a direct connection
+// to Postgres and against pgbouncer; it backs `make bench` (scripts/bench.sh).
+//
+// Usage:
+//
+//	bench [--proxy bin/shadowproxy] [--duration 5s] [--rounds 5] [--clients 1,8]
+//	      [--scale 10] [--idle-clients 2000] [--sections pgbench,idle]
+//	      [--cpuprofile FILE] [--strict] [--keep]
+//
+// It starts a throwaway Postgres (internal/testdb), loads a pgbench data set
+// into it, and then runs sections, each one scenario sharing that setup:
+//
+//   - pgbench: `pgbench -S -M extended` at each client count against Postgres
+//     directly, through the proxy (phase old-only) and through pgbouncer in
+//     session mode. Runs are interleaved (round 1: direct, proxy, pgbouncer;
+//     round 2: proxy, pgbouncer, direct; ...) so that the noise of a shared
+//     machine falls on every target alike, and each target's median over
+//     the rounds is reported.
+//   - idle: the proxy's resident memory per idle client connection, from
+//     /proc/PID/status before and after opening --idle-clients connections.
+//
+// The final report goes to stdout, progress and per-run figures to stderr.
+// The goals (proxy at least as fast as pgbouncer at 8 clients, at most
+// 25 µs added per round trip at 1 client, at most 64 KiB per idle client)
+// are reported as met or missed; --strict makes a missed goal an error.
+//
+// Without --proxy the proxy runs in a child process of this binary (the
+// hidden "proxy-child" command, built from the same packages as
+// cmd/shadowproxy). That is how --cpuprofile works: the child writes a CPU
+// profile of the proxy during the pgbench section, for `go tool pprof`.
+//
+// New scenarios are added as sections (see sections): a function that gets
+// the shared environment, starts whatever proxies it needs with their own
+// configuration (proxySpec) and returns its part of the report.
+package main

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// bgProc is a server the bench started (a proxy, pgbouncer), running until
+// stop. Its output goes to a log file, shown when it fails.
+type bgProc struct {
+	name    string
+	port    int
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	err     error         // cmd.Wait's result, valid after done is closed
+}
+
+// startBG starts cmd with its output appended to logPath. Pdeathsig makes
+// the kernel kill it if the bench dies, so that no server outlives an
+// interrupted bench on a shared machine; Setpgid keeps a Ctrl-C in the
+// terminal for the bench, which then stops its servers in order.
+func startBG(name string, port int, logPath string, cmd *exec.Cmd) (*bgProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &bgProc{name: name, port: port, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// pid is the process id, for /proc.
+func (p *bgProc) pid() int { return p.cmd.Process.Pid }
+
+// url is the connection string of the superuser through this server.
+func (p *bgProc) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
+}
+
+// exited reports whether the process has ended.
+func (p *bgProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady polls until a query through the server succeeds, the process
+// exits or ctx ends.
+func (p *bgProc) waitReady(ctx context.Context, db string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last error
+	for {
+		if last = pingURL(ctx, p.url(db)); last == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited during start-up (%v)\n--- %s ---\n%s", p.name, p.err, p.logPath, p.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last attempt: %v)\n--- %s ---\n%s", p.name, ctx.Err(), last, p.logPath, p.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pingURL connects and runs SELECT 1.
+func pingURL(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	return err
+}
+
+// stop sends sig and waits for the process to exit, killing it after
+// grace. It returns an error when the process had to be killed or had
+// already died on its own.
+func (p *bgProc) stop(sig syscall.Signal, grace time.Duration) error {
+	if p.exited() {
+		return fmt.Errorf("%s had exited by itself (%v)\n%s", p.name, p.err, p.logTail())
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signalling %s: %w", p.name, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("%s did not exit within %v of %v; killed", p.name, grace, sig)
+}
+
+// logTail returns the end of the process's log.
+func (p *bgProc) logTail() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read the log: %v)", err)
+	}
+	return tailLines(string(b), 30)
+}
+
+// rssKiB returns the process's resident set size.
+func (p *bgProc) rssKiB() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid()))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(string(b))
+}
+
+// parseVmRSS reads the VmRSS line of /proc/PID/status, e.g.
+// "VmRSS:	   12345 kB". The kernel's "kB" is KiB.
+func parseVmRSS(status string) (int64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmRSS %q: %w", f[0], err)
+		}
+		return n, nil
+	}
+	return 0, errors.New("no VmRSS line in process status")
+}
+
+// addrInUse reports whether a server's log says it could not bind.
+func addrInUse(log string) bool {
+	return strings.Contains(strings.ToLower(log), "address already in use")
+}
+
+// freePort returns a loopback TCP port that was free a moment ago. A
+// server started on it can still lose a race with another process; the
+// callers retry with another port then.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// serverCredential returns the identity to run pgbouncer with: nil (this
+// process's) unless this process is root, which pgbouncer refuses to run
+// as. Then it is the user internal/testdb runs Postgres as: "postgres", or
+// "shadowproxy-test" where the package's user does not exist (testdb
+// creates it; the bench starts Postgres first).
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	var errs []error
+	for _, name := range []string{"postgres", "shadowproxy-test"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: uid %q: %w", name, u.Uid, err)
+		}
+		gid, err := strconv.ParseUint(u.Gid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: gid %q: %w", name, u.Gid, err)
+		}
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+	}
+	return nil, fmt.Errorf("no non-root user to run pgbouncer as: %w", errors.Join(errs...))
+}
+
+// raiseFileLimit raises this process's open-file limit to at least need
+// (the hard limit too, when root), so that the idle section's thousands of
+// connections fit. Children (the proxy, pgbouncer, Postgres) inherit it:
+// setting the limit explicitly stops Go from restoring the original soft
+// limit in the processes it starts. It returns the soft limit in force.
+func raiseFileLimit(need uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Max < need && os.Geteuid() == 0 {
+		lim.Max = need
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("setrlimit: %w", err)
+	}
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	return lim.Cur, nil
+}

@@ -1,0 +1,99 @@
+package rewrite
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestPlanCapture(t *testing.T) {
+	suffix := `__shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, `
+	for _, tc := range []struct {
+		in         string
+		op         CaptureOp
+		table      string
+		wantSuffix string // what RETURNING must end with
+		clientRet  bool
+		set        []string
+		notCapt    string
+	}{
+		{in: "insert into t (v) values ($1)", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.*"},
+		{in: "INSERT INTO s.t AS x (v) VALUES ('a'), ('b') ON CONFLICT (id) DO UPDATE SET v = excluded.v", op: CaptureInsert, table: "s.t", wantSuffix: suffix + "x.*"},
+		{in: "insert into t select * from u returning id", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.*", clientRet: true},
+		{in: "update t set v = now(), w = 1 where id = $1", op: CaptureUpdate, table: "t", wantSuffix: suffix + "t.*", set: []string{"v", "w"}},
+		{in: `update "T" x set v = u.v from u where u.id = x.id`, op: CaptureUpdate, table: "T", wantSuffix: suffix + "x.*", set: []string{"v"}},
+		{in: "delete from t using u where t.id = u.id returning t.id", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.*", clientRet: true},
+		{in: "with a as (select 1) delete from t where id in (select * from a)", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.*"},
+		{in: "with a as (delete from u returning id) insert into t select * from a", notCapt: "data-modifying WITH"},
+		{in: "merge into t using u on t.id = u.id when matched then delete", notCapt: "MERGE"},
+		{in: "truncate t", notCapt: "not an INSERT"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := PlanCapture(tc.in, nil)
+			if tc.notCapt != "" {
+				var nc *NotCapturableError
+				if !errors.As(err, &nc) || !strings.Contains(nc.Reason, tc.notCapt) {
+					t.Fatalf("want NotCapturableError %q, got %v", tc.notCapt, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Op != tc.op || c.Table != tc.table || c.ClientReturning != tc.clientRet || strings.Join(c.SetColumns, ",") != strings.Join(tc.set, ",") {
+				t.Fatalf("plan %+v", c)
+			}
+			if !strings.HasSuffix(c.SQL, tc.wantSuffix) || !strings.Contains(c.SQL, "RETURNING ") {
+				t.Fatalf("SQL %q does not end its RETURNING with %q", c.SQL, tc.wantSuffix)
+			}
+			// The rewritten statement must parse and keep the fingerprint
+			// of everything but the RETURNING list.
+			if _, err := PlanCapture(c.SQL, nil); err != nil {
+				t.Fatalf("rewritten SQL does not parse again: %v", err)
+			}
+		})
+	}
+}
+
+func TestCapturerCaches(t *testing.T) {
+	c, err := NewCapturer(10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Plan("insert into t values (1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := c.Plan("insert into t values (1)")
+	if a != b {
+		t.Fatal("second Plan did not come from the cache")
+	}
+}
+
+func TestPlanCaptureKeyChangingUpdate(t *testing.T) {
+	keys := func(table string) ([]string, bool) {
+		switch table {
+		case "t":
+			return []string{"id"}, true
+		case "s.c":
+			return []string{"a", "b"}, true
+		}
+		return nil, false
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"update t set id = id + 100 where v = 'x'",
+			"UPDATE t SET id = id + 100 FROM t __shadowproxy_old WHERE __shadowproxy_old.id = t.id AND v = 'x' RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, t.*, __shadowproxy_old.id AS __shadowproxy_oldkey_0"},
+		{"update s.c as x set b = b || '!' from u where u.a = x.a returning x.a",
+			"UPDATE s.c x SET b = b || '!' FROM u, s.c __shadowproxy_old WHERE __shadowproxy_old.a = x.a AND __shadowproxy_old.b = x.b AND u.a = x.a RETURNING x.a, pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, x.*, __shadowproxy_old.a AS __shadowproxy_oldkey_0, __shadowproxy_old.b AS __shadowproxy_oldkey_1"},
+		// Not a key column: no self-join.
+		{"update t set v = 1", "UPDATE t SET v = 1 RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, t.*"},
+	} {
+		c, err := PlanCapture(tc.in, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SQL != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.in, c.SQL, tc.want)
+		}
+	}
+}
