@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	pg "github.com/pganalyze/pg_query_go/v6"
 	lru "github.com/hashicorp/golang-lru/v2"
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // Names of the columns PlanCapture appends to a write's RETURNING list. The
