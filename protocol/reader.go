@@ -178,3 +178,7 @@ func (r *Reader) Offset() int { return r.r }
 // Span returns the bytes consumed since Offset returned from. It is valid
 // until the next Fill, Grow or Stream.
 func (r *Reader) Span(from int) []byte { return r.buf[from:r.r] }
+
+// Slice returns buf[from:to] for offsets obtained from Offset since the
+// last Fill.
+func (r *Reader) Slice(from, to int) []byte { return r.buf[from:to] }

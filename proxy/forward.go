@@ -27,12 +27,14 @@ const maxPortals = 1024
 // buffered run per write; only the types the proxy needs are looked at.
 func (ss *session) clientToUpstream(cr *protocol.Reader) {
 	idle := ss.st.cfg.Limits.IdleTimeout
+	w := &upstreamWriter{ss: ss}
 	for {
 		start := cr.Offset()
 		for {
 			typ, n, ok, err := cr.Header()
 			if err != nil {
-				ss.flushToUpstream(cr.Span(start))
+				w.send(cr.Span(start))
+				w.flush()
 				ss.terminate(protocol.Fatal(protocol.CodeProtocolViolation, err.Error()))
 				return
 			}
@@ -40,7 +42,8 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				break
 			}
 			if !cr.Fits(n) {
-				if !ss.flushToUpstream(cr.Span(start)) {
+				w.send(cr.Span(start))
+				if !w.flush() {
 					return
 				}
 				if inspectsClient(typ) {
@@ -56,18 +59,36 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				start = cr.Offset()
 				continue
 			}
+			before := cr.Offset()
 			msg, ok, _ := cr.Next()
 			if !ok {
 				break
 			}
 			if msg.Type == protocol.MsgTerminate {
-				ss.flushToUpstream(cr.Span(start))
+				w.send(cr.Span(start))
+				w.flush()
 				ss.close()
 				return
 			}
-			ss.onClientMessage(msg)
+			if !ss.inRequest && ss.idle() {
+				ss.refreshPhase()
+			}
+			ss.inRequest = msg.Type != protocol.MsgSync && msg.Type != protocol.MsgQuery && msg.Type != protocol.MsgFunctionCall
+			if !ss.tracking.Load() {
+				ss.onClientMessage(msg)
+				continue
+			}
+			// Dual-write: the message may be rewritten or preceded by
+			// messages of the proxy's own.
+			w.send(cr.Slice(start, before))
+			start = before
+			if out, replace := ss.trackClient(msg, w); replace {
+				w.send(out)
+				start = cr.Offset()
+			}
 		}
-		if !ss.flushToUpstream(cr.Span(start)) {
+		w.send(cr.Span(start))
+		if !w.flush() {
 			return
 		}
 		if idle > 0 {
@@ -109,27 +130,24 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 		}
 	case protocol.MsgParse:
 		name, rest, _ := protocol.CString(msg.Body)
-		sql, _, _ := protocol.CString(rest)
-		info := unparsedInfo
-		if st, err := ss.srv.classifier.ClassifyOne(string(sql)); err == nil && st != nil {
-			info = infoFor(st)
-		}
-		ss.stmts[string(name)] = info
+		sql, params, _ := protocol.CString(rest)
+		st := ss.newStmt(string(sql), params)
+		st.serverSQL = st.sql
+		ss.stmts[string(name)] = st
 	case protocol.MsgBind:
 		portal, rest, _ := protocol.CString(msg.Body)
 		name, _, _ := protocol.CString(rest)
-		info := ss.stmts[string(name)]
-		if info == nil {
-			info = unparsedInfo
-		}
+		st := ss.stmts[string(name)]
 		if len(portal) > 0 && len(ss.portals) >= maxPortals {
 			clear(ss.portals)
 		}
-		ss.portals[string(portal)] = info
+		ss.portals[string(portal)] = st
 	case protocol.MsgExecute:
 		portal, _, _ := protocol.CString(msg.Body)
-		if info := ss.portals[string(portal)]; info != nil {
-			ss.srv.metrics.CountQuery(info.kind)
+		if st := ss.portals[string(portal)]; st != nil {
+			ss.srv.metrics.CountQuery(st.info.kind)
+		} else {
+			ss.srv.metrics.CountQuery(metrics.QueryUnparsed)
 		}
 	case protocol.MsgClose:
 		if len(msg.Body) > 0 {
@@ -145,6 +163,16 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 	case protocol.MsgFunctionCall:
 		ss.pending.push(request{sent: time.Now()})
 	}
+}
+
+// newStmt records a statement the client prepares.
+func (ss *session) newStmt(sql string, params []byte) *stmtState {
+	st := &stmtState{info: unparsedInfo, sql: sql, paramOIDs: append([]byte(nil), params...)}
+	if cls, err := ss.srv.classifier.ClassifyOne(sql); err == nil && cls != nil {
+		st.st = cls
+		st.info = infoFor(cls)
+	}
+	return st
 }
 
 // infoFor returns the shared stmtInfo of a statement kind, so that tracking
@@ -165,17 +193,42 @@ var kindInfos = func() []*stmtInfo {
 	return out
 }()
 
-// flushToUpstream writes a run of client messages to the old database. It
-// reports false when the session is over.
-func (ss *session) flushToUpstream(b []byte) bool {
-	if len(b) == 0 {
+// upstreamWriter gathers what goes to the old database from one read of
+// the client — runs of the client's bytes and messages the proxy rewrote or
+// added — and writes them with one system call.
+type upstreamWriter struct {
+	ss   *session
+	bufs net.Buffers
+	n    int
+}
+
+func (w *upstreamWriter) send(b []byte) {
+	if len(b) > 0 {
+		w.bufs = append(w.bufs, b)
+		w.n += len(b)
+	}
+}
+
+// flush writes what was gathered. It reports false when the session is
+// over.
+func (w *upstreamWriter) flush() bool {
+	if w.n == 0 {
 		return true
 	}
-	if _, err := ss.up.Write(b); err != nil {
-		ss.endOnError(err, true)
+	var err error
+	if len(w.bufs) == 1 {
+		_, err = w.ss.up.Write(w.bufs[0])
+	} else {
+		bufs := w.bufs
+		_, err = bufs.WriteTo(w.ss.up)
+	}
+	w.ss.srv.metrics.BytesClientToUpstream.Add(float64(w.n))
+	clear(w.bufs)
+	w.bufs, w.n = w.bufs[:0], 0
+	if err != nil {
+		w.ss.endOnError(err, true)
 		return false
 	}
-	ss.srv.metrics.BytesClientToUpstream.Add(float64(len(b)))
 	return true
 }
 
@@ -224,12 +277,14 @@ func (ss *session) upstreamLost(err error) {
 // upstreamToClient forwards the old database's messages to the client
 // until either side ends.
 func (ss *session) upstreamToClient(ur *protocol.Reader) {
+	cw := &clientWriter{ss: ss}
 	for {
 		start := ur.Offset()
 		for {
 			_, n, ok, err := ur.Header()
 			if err != nil {
-				ss.flushToClient(ur.Span(start))
+				cw.send(ur.Span(start))
+				cw.flush()
 				ss.upstreamLost(err)
 				return
 			}
@@ -239,7 +294,8 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 			if !ur.Fits(n) {
 				// A large row or COPY chunk: stream it through rather than
 				// hold it whole.
-				if !ss.flushToClient(ur.Span(start)) {
+				cw.send(ur.Span(start))
+				if !cw.flush() {
 					return
 				}
 				ss.wmu.Lock()
@@ -252,17 +308,27 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 				start = ur.Offset()
 				continue
 			}
+			before := ur.Offset()
 			msg, ok, _ := ur.Next()
 			if !ok {
 				break
 			}
+			if ss.tracking.Load() {
+				if out, replace := ss.trackServer(msg); replace {
+					cw.send(ur.Slice(start, before))
+					cw.send(out)
+					start = ur.Offset()
+				}
+			}
 			if end := ss.onServerMessage(msg); end {
-				ss.flushToClient(ur.Span(start))
+				cw.send(ur.Span(start))
+				cw.flush()
 				ss.terminate(protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command"))
 				return
 			}
 		}
-		if !ss.flushToClient(ur.Span(start)) {
+		cw.send(ur.Span(start))
+		if !cw.flush() {
 			return
 		}
 		if err := ur.Fill(); err != nil {
@@ -295,20 +361,44 @@ func (ss *session) onServerMessage(msg protocol.Message) (end bool) {
 	return false
 }
 
-// flushToClient writes a run of upstream messages to the client. It
-// reports false when the session is over.
-func (ss *session) flushToClient(b []byte) bool {
-	if len(b) == 0 {
+// clientWriter gathers what goes to the client from one read of the old
+// database and writes it with one system call, under the client's write
+// lock.
+type clientWriter struct {
+	ss   *session
+	bufs net.Buffers
+	n    int
+}
+
+func (w *clientWriter) send(b []byte) {
+	if len(b) > 0 {
+		w.bufs = append(w.bufs, b)
+		w.n += len(b)
+	}
+}
+
+// flush writes what was gathered. It reports false when the session is
+// over.
+func (w *clientWriter) flush() bool {
+	if w.n == 0 {
 		return true
 	}
-	ss.wmu.Lock()
-	_, err := ss.client.Write(b)
-	ss.wmu.Unlock()
+	var err error
+	w.ss.wmu.Lock()
+	if len(w.bufs) == 1 {
+		_, err = w.ss.client.Write(w.bufs[0])
+	} else {
+		bufs := w.bufs
+		_, err = bufs.WriteTo(w.ss.client)
+	}
+	w.ss.wmu.Unlock()
+	w.ss.srv.metrics.BytesUpstreamToClient.Add(float64(w.n))
+	clear(w.bufs)
+	w.bufs, w.n = w.bufs[:0], 0
 	if err != nil {
-		ss.endOnError(err, false)
+		w.ss.endOnError(err, false)
 		return false
 	}
-	ss.srv.metrics.BytesUpstreamToClient.Add(float64(len(b)))
 	return true
 }
 

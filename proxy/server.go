@@ -27,6 +27,9 @@ type Options struct {
 	// Classifier classifies statements for routing and metrics; nil: one
 	// sized by Config.Rewrite.CacheSize.
 	Classifier *rewrite.Classifier
+	// Mirroring is the dual-write machinery; nil when no new database is
+	// configured (then only old-only can run).
+	Mirroring *Mirroring
 }
 
 // Server accepts client connections and runs one session per client.
@@ -38,6 +41,7 @@ type Server struct {
 	log        *slog.Logger
 	metrics    *metrics.Metrics
 	classifier *rewrite.Classifier
+	mirroring  *Mirroring
 
 	cfg   atomic.Pointer[config.Config]
 	state atomic.Pointer[runtimeState]
@@ -108,6 +112,7 @@ func New(opts Options) (*Server, error) {
 		log:        opts.Logger,
 		metrics:    opts.Metrics,
 		classifier: opts.Classifier,
+		mirroring:  opts.Mirroring,
 		listeners:  map[net.Listener]struct{}{},
 		sessions:   map[uint32]*session{},
 		started:    time.Now(),

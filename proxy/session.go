@@ -33,9 +33,10 @@ var errDraining = protocol.Fatal(protocol.CodeCannotConnectNow, "the database sy
 // serialized by wmu because the proxy sometimes speaks to the client
 // itself (errors, shutdown notices).
 type session struct {
-	srv *Server
-	st  *runtimeState // configuration in force for this session
-	log *slog.Logger
+	srv      *Server
+	st       *runtimeState // configuration in force for this session (client goroutine)
+	upstream *upstream     // where the session's upstream is; fixed at start
+	log      *slog.Logger
 
 	client net.Conn
 	wmu    sync.Mutex // serializes writes to client
@@ -55,16 +56,34 @@ type session struct {
 	closed    atomic.Bool // set before the proxy closes the connections itself
 
 	// Owned by the client goroutine.
-	stmts   map[string]*stmtInfo
-	portals map[string]*stmtInfo
+	stmts     map[string]*stmtState
+	portals   map[string]*stmtState // untracked sessions
+	tportals  map[string]*portalState
+	capture   bool // writes are captured (dual-write phases)
+	inRequest bool // messages sent since the last Sync or Query
+
+	// Dual-write: tracking is set once, by the client goroutine at a
+	// request boundary, and read by both.
+	tracking atomic.Bool
+	exp      expectQueue
+
+	// Owned by the upstream goroutine.
+	tx         txBuffer
+	committed  []committedTx
+	vals       [][]byte
+	stmtRows   int
+	stmtLSN    uint64
+	unresolved int
 }
 
 // serveConn runs one client connection to its end. It never panics out:
 // a bug in one session must not take the proxy down.
 func (s *Server) serveConn(conn net.Conn) {
+	st := s.state.Load()
 	ss := &session{
-		srv:    s,
-		st:     s.state.Load(),
+		srv:      s,
+		st:       st,
+		upstream: st.up,
 		client: conn,
 		log:    s.log.With("client", conn.RemoteAddr().String()),
 	}
@@ -141,8 +160,11 @@ func (ss *session) run() {
 	_ = ss.up.SetDeadline(time.Time{})
 	ss.log.Debug("session started", "pid", ss.pid, "upstream_pid", ss.upPID)
 
-	ss.stmts = map[string]*stmtInfo{}
-	ss.portals = map[string]*stmtInfo{}
+	ss.stmts = map[string]*stmtState{}
+	ss.portals = map[string]*stmtState{}
+	ss.tportals = map[string]*portalState{}
+	ss.st = nil // the first request picks up the configuration
+	ss.refreshPhase()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -330,7 +352,7 @@ func (ss *session) cancelUpstream() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ss.st.up.cancel(ctx, ss.upPID, ss.upKey); err != nil {
+	if err := ss.upstream.cancel(ctx, ss.upPID, ss.upKey); err != nil {
 		ss.log.Warn("forwarding cancel request failed", "err", err)
 		return
 	}

@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	"github.com/shadowproxy/shadowproxy/rewrite"
+)
+
+// expKind is the client message an expectation stands for.
+type expKind uint8
+
+const (
+	expParse expKind = iota + 1
+	expBind
+	expDescribe
+	expExecute
+	expClose
+	expSync
+	expQuery
+	expFunc
+)
+
+// expectation is one client message (or one the proxy injected) whose
+// response the upstream goroutine has yet to see. Expectations let the
+// proxy pair each response with what asked for it: a RowDescription with
+// the Describe or Query it answers, DataRows with their Execute, an
+// ErrorResponse with the messages the server will now skip.
+type expectation struct {
+	kind    expKind
+	swallow bool // injected by the proxy: its responses never reach the client
+	desc    *stmtDesc    // Describe S injected by the proxy: fill it
+	portal  *portalState // Execute, Describe P, Bind
+	q       *queryState  // Query
+	ticket  uint64       // Sync, Query, Func: the sequencer ticket
+}
+
+// expectQueue is a FIFO shared by the two goroutines of a session.
+type expectQueue struct {
+	mu   sync.Mutex
+	q    []expectation
+	head int
+}
+
+func (e *expectQueue) push(x expectation) {
+	e.mu.Lock()
+	e.q = append(e.q, x)
+	e.mu.Unlock()
+}
+
+// peek returns the oldest expectation.
+func (e *expectQueue) peek() (expectation, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.head == len(e.q) {
+		return expectation{}, false
+	}
+	return e.q[e.head], true
+}
+
+func (e *expectQueue) pop() {
+	e.mu.Lock()
+	if e.head < len(e.q) {
+		e.q[e.head] = expectation{}
+		e.head++
+		if e.head == len(e.q) {
+			e.q, e.head = e.q[:0], 0
+		}
+	}
+	e.mu.Unlock()
+}
+
+// skipToSync drops the expectations the server skips after an error in
+// the extended protocol: everything up to, not including, the next Sync.
+func (e *expectQueue) skipToSync() {
+	e.mu.Lock()
+	for e.head < len(e.q) && e.q[e.head].kind != expSync {
+		e.q[e.head] = expectation{}
+		e.head++
+	}
+	if e.head == len(e.q) {
+		e.q, e.head = e.q[:0], 0
+	}
+	e.mu.Unlock()
+}
+
+func (e *expectQueue) len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.q) - e.head
+}
+
+// stmtMode is how a write is mirrored.
+type stmtMode uint8
+
+const (
+	modeNone      stmtMode = iota // not a capturable write (or not a write)
+	modeCapture                   // row images via RETURNING
+	modeStatement                 // the statement itself (tables without a primary key)
+)
+
+// stmtState is a prepared statement of the session.
+type stmtState struct {
+	info      *stmtInfo
+	st        *rewrite.Statement // nil when it did not parse
+	sql       string             // the client's text
+	paramOIDs []byte             // the Parse message's parameter type section
+	// Tracking sessions only, owned by the client goroutine.
+	serverSQL string // what the server has prepared under the name
+	mode      stmtMode
+	plan      *rewrite.Capture
+	desc      *stmtDesc // the server-side form's description
+}
+
+// stmtDesc is the description of a statement's server-side form, filled by
+// the upstream goroutine from a Describe the proxy injects.
+type stmtDesc struct {
+	layout     *layout  // set before ready is closed; nil: not a capture shape
+	paramTypes []uint32 // from ParameterDescription
+	ready      chan struct{}
+	once       sync.Once
+}
+
+func newStmtDesc() *stmtDesc { return &stmtDesc{ready: make(chan struct{})} }
+
+func (d *stmtDesc) setReady() { d.once.Do(func() { close(d.ready) }) }
+
+func (d *stmtDesc) isReady() bool {
+	select {
+	case <-d.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady waits for the description, bounded.
+func (d *stmtDesc) waitReady(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-d.ready:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// portalState is a bound portal in a tracking session: the statement as it
+// was when bound.
+type portalState struct {
+	st   *rewrite.Statement
+	mode stmtMode
+	plan *rewrite.Capture
+	desc *stmtDesc
+	// params are the Bind parameters, kept for statements mirrored as SQL.
+	params       [][]byte
+	paramFormats []int16
+}
+
+// queryState follows a simple Query through its statements.
+type queryState struct {
+	stmts []*rewrite.Statement
+	modes []stmtMode
+	plans []*rewrite.Capture
+	idx   int     // statement whose results are arriving
+	cur   *layout // layout of the current statement's rows, if captured
+}
+
+func (q *queryState) current() (*rewrite.Statement, stmtMode, *rewrite.Capture) {
+	if q.idx < len(q.stmts) {
+		return q.stmts[q.idx], q.modes[q.idx], q.plans[q.idx]
+	}
+	return nil, modeNone, nil
+}

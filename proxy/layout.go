@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/shadowproxy/shadowproxy/mirror"
+	"github.com/shadowproxy/shadowproxy/protocol"
+	"github.com/shadowproxy/shadowproxy/rewrite"
+)
+
+// layout is the shape of a captured write's result: the client's own
+// RETURNING columns first, then the columns the proxy added (see
+// rewrite.PlanCapture). It is parsed from the RowDescription the old
+// database sends, so it is right whatever the table looks like.
+type layout struct {
+	clientCols int // columns the client sees
+	lsnIdx     int // absolute index of rewrite.CaptureLSNColumn
+	tabIdx     int // absolute index of rewrite.CaptureTableColumn
+	rowStart   int // first column of the row image
+	rowEnd     int // one past its last column
+	oldKeyIdx  []int
+	total      int             // all columns
+	cols       []mirror.Column // the row image's columns
+	// clientRowDesc is the RowDescription the client sees, or nil when it
+	// asked for no rows (no RETURNING): then it gets NoData or nothing.
+	clientRowDesc []byte
+}
+
+// field is one column of a RowDescription, as far as the proxy needs it.
+type field struct {
+	name   string
+	typOID uint32
+	start  int // offset of the field's entry in the body
+	end    int
+	format int16
+}
+
+func parseRowDescription(body []byte) ([]field, error) {
+	if len(body) < 2 {
+		return nil, errors.New("short RowDescription")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	fields := make([]field, 0, n)
+	off := 2
+	for range n {
+		name, rest, ok := protocol.CString(body[off:])
+		if !ok || len(rest) < 18 {
+			return nil, errors.New("malformed RowDescription")
+		}
+		start := off
+		off += len(name) + 1
+		fields = append(fields, field{
+			name:   string(name),
+			typOID: binary.BigEndian.Uint32(body[off+6:]),
+			format: int16(binary.BigEndian.Uint16(body[off+16:])),
+			start:  start,
+			end:    off + 18,
+		})
+		off += 18
+	}
+	return fields, nil
+}
+
+// parseLayout returns the capture layout of a RowDescription, or nil when
+// it is not a captured write's (it has no LSN marker column).
+func parseLayout(body []byte) (*layout, error) {
+	fields, err := parseRowDescription(body)
+	if err != nil {
+		return nil, err
+	}
+	lsn := -1
+	for i, f := range fields {
+		if f.name == rewrite.CaptureLSNColumn {
+			lsn = i
+			break
+		}
+	}
+	if lsn < 0 {
+		return nil, nil
+	}
+	if lsn+1 >= len(fields) || fields[lsn+1].name != rewrite.CaptureTableColumn {
+		return nil, errors.New("capture columns out of order")
+	}
+	l := &layout{clientCols: lsn, lsnIdx: lsn, tabIdx: lsn + 1, rowStart: lsn + 2, rowEnd: len(fields), total: len(fields)}
+	for i := l.rowStart; i < len(fields); i++ {
+		if strings.HasPrefix(fields[i].name, rewrite.CaptureOldKeyPrefix) {
+			if l.rowEnd == len(fields) {
+				l.rowEnd = i
+			}
+			l.oldKeyIdx = append(l.oldKeyIdx, i)
+		}
+	}
+	for _, f := range fields[l.rowStart:l.rowEnd] {
+		l.cols = append(l.cols, mirror.Column{Name: f.name, TypeOID: f.typOID})
+	}
+	if lsn > 0 {
+		b := make([]byte, 0, protocol.HeaderLen+fields[lsn-1].end)
+		b = append(b, 'T', 0, 0, 0, 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(lsn))
+		b = append(b, body[2:fields[lsn-1].end]...)
+		binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
+		l.clientRowDesc = b
+	}
+	return l, nil
+}
+
+// splitDataRow returns the client's part of a captured DataRow (nil when
+// the client asked for no rows) and the raw values of every column (nil
+// for NULL). The values alias body.
+func (l *layout) splitDataRow(body []byte, vals [][]byte) (client []byte, _ [][]byte, err error) {
+	if len(body) < 2 {
+		return nil, nil, errors.New("short DataRow")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	vals = vals[:0]
+	off := 2
+	clientEnd := 2
+	for i := range n {
+		if len(body) < off+4 {
+			return nil, nil, errors.New("malformed DataRow")
+		}
+		sz := int(int32(binary.BigEndian.Uint32(body[off:])))
+		off += 4
+		if sz < 0 {
+			vals = append(vals, nil)
+		} else {
+			if len(body) < off+sz {
+				return nil, nil, errors.New("malformed DataRow")
+			}
+			vals = append(vals, body[off:off+sz:off+sz])
+			off += sz
+		}
+		if i == l.clientCols-1 {
+			clientEnd = off
+		}
+	}
+	if n <= l.rowStart {
+		return nil, nil, errors.New("DataRow narrower than its RowDescription")
+	}
+	if l.clientCols > 0 {
+		client = make([]byte, 0, protocol.HeaderLen+clientEnd)
+		client = append(client, 'D', 0, 0, 0, 0)
+		client = binary.BigEndian.AppendUint16(client, uint16(l.clientCols))
+		client = append(client, body[2:clientEnd]...)
+		binary.BigEndian.PutUint32(client[1:], uint32(len(client)-1))
+	}
+	return client, vals, nil
+}
+
+// parseLSN parses a pg_lsn in text form, "16/B374D848".
+func parseLSN(b []byte) (uint64, error) {
+	hi, lo, ok := strings.Cut(string(b), "/")
+	if !ok {
+		return 0, errors.New("bad LSN " + string(b))
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad LSN " + string(b))
+	}
+	return h<<32 | l, nil
+}

@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shadowproxy/shadowproxy/mirror"
+	"github.com/shadowproxy/shadowproxy/rewrite"
+)
+
+// Catalog is what the proxy needs to know about the old database's tables
+// to turn captured rows into row images. schema.Catalog implements it.
+type Catalog interface {
+	// TableByOID resolves a table or partition OID (a row's tableoid) to the
+	// schema-qualified name of the table the mirror writes (a partition's
+	// root) and its primary-key columns (empty: no primary key).
+	TableByOID(oid uint32) (name string, key []string, ok bool)
+	// KeyOf returns the primary key of a table named as in a statement.
+	KeyOf(table string) (key []string, ok bool)
+	// Reload re-reads the catalog, after DDL.
+	Reload(ctx context.Context) error
+}
+
+// Enqueuer is the mirror's intake. *mirror.Mirror implements it; Enqueue
+// must not block.
+type Enqueuer interface {
+	Enqueue(b *mirror.Batch) uint64
+}
+
+// Mirroring is the dual-write machinery that sessions share: capture
+// planning, commit ordering, and what could not be mirrored.
+type Mirroring struct {
+	catalog  Catalog
+	capturer *rewrite.Capturer
+	seq      *sequencer
+	log      *slog.Logger
+	// translate converts a statement for a MySQL target; nil for Postgres.
+	translate func(sql string) (string, []int, error)
+
+	mu          sync.Mutex
+	prepared    map[string]*preparedTx      // PREPARE TRANSACTION gid → its changes
+	notMirrored map[string]*NotMirrored     // by fingerprint
+	drift       map[string]*SchemaDrift     // DDL seen, by fingerprint
+	pkless      map[string]bool             // tables without a primary key that were written
+	unknown     map[uint32]time.Time        // table OIDs missing from the catalog
+}
+
+type preparedTx struct {
+	b   *mirror.Batch
+	lsn uint64
+}
+
+// NotMirrored is a class of statement whose effects the proxy could not
+// capture, reported in /status.
+type NotMirrored struct {
+	Fingerprint string    `json:"fingerprint"`
+	Query       string    `json:"query"`
+	Reason      string    `json:"reason"`
+	Count       int64     `json:"count"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// SchemaDrift is DDL run on the old database during dual-write. It is not
+// mirrored: the new schema is the migration's to manage.
+type SchemaDrift struct {
+	Fingerprint string    `json:"fingerprint"`
+	Command     string    `json:"command"`
+	Query       string    `json:"query"`
+	Tables      []string  `json:"tables,omitempty"`
+	Count       int64     `json:"count"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// MirroringOptions builds a Mirroring.
+type MirroringOptions struct {
+	Catalog Catalog
+	Mirror  Enqueuer
+	// MySQL is set when the new database is MySQL/MariaDB: statements
+	// mirrored as SQL (tables without a primary key) are translated.
+	MySQL     bool
+	CacheSize int
+	Logger    *slog.Logger
+}
+
+// NewMirroring returns the dual-write machinery feeding opts.Mirror.
+func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
+	if opts.Catalog == nil || opts.Mirror == nil {
+		return nil, fmt.Errorf("proxy: mirroring needs a catalog and a mirror")
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 10000
+	}
+	capt, err := rewrite.NewCapturer(opts.CacheSize, opts.Catalog.KeyOf)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirroring{
+		catalog:     opts.Catalog,
+		capturer:    capt,
+		log:         opts.Logger,
+		prepared:    map[string]*preparedTx{},
+		notMirrored: map[string]*NotMirrored{},
+		drift:       map[string]*SchemaDrift{},
+		pkless:      map[string]bool{},
+		unknown:     map[uint32]time.Time{},
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if opts.MySQL {
+		m.translate = func(sql string) (string, []int, error) {
+			st, err := rewrite.TranslateToMySQL(sql)
+			if err != nil {
+				return "", nil, err
+			}
+			return st.SQL, st.Args, nil
+		}
+	}
+	m.seq = newSequencer(func(b *mirror.Batch) { opts.Mirror.Enqueue(b) })
+	return m, nil
+}
+
+// recordNotMirrored counts a statement whose effects cannot be mirrored.
+func (m *Mirroring) recordNotMirrored(st *rewrite.Statement, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := st.Fingerprint + "\x00" + reason
+	nm := m.notMirrored[key]
+	if nm == nil {
+		if len(m.notMirrored) >= 1000 {
+			return // bounded; the metric still counts
+		}
+		nm = &NotMirrored{Fingerprint: st.Fingerprint, Query: truncate(st.SQL, 500), Reason: reason}
+		m.notMirrored[key] = nm
+		m.log.Warn("statement not mirrored", "fingerprint", st.Fingerprint, "reason", reason, "query", truncate(st.SQL, 200))
+	}
+	nm.Count++
+	nm.LastSeen = time.Now().UTC()
+}
+
+// recordDrift records DDL seen during dual-write.
+func (m *Mirroring) recordDrift(st *rewrite.Statement) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.drift[st.Fingerprint]
+	if d == nil {
+		if len(m.drift) >= 1000 {
+			return
+		}
+		d = &SchemaDrift{Fingerprint: st.Fingerprint, Command: st.Command, Query: truncate(st.SQL, 500), Tables: st.WriteTables}
+		m.drift[st.Fingerprint] = d
+		m.log.Warn("schema change on the old database during dual-write is not mirrored", "command", st.Command, "query", truncate(st.SQL, 200))
+	}
+	d.Count++
+	d.LastSeen = time.Now().UTC()
+}
+
+func (m *Mirroring) markPKLess(table string) {
+	m.mu.Lock()
+	m.pkless[table] = true
+	m.mu.Unlock()
+}
+
+// MirroringStatus is the proxy's part of /status "mirror".
+type MirroringStatus struct {
+	NotMirrored     []*NotMirrored `json:"not_mirrored"`
+	SchemaDrift     []*SchemaDrift `json:"schema_drift"`
+	MultisetOnly    []string       `json:"verified_by_multiset_only"`
+	WaitingForOrder int            `json:"waiting_for_commit_order"`
+	PreparedTx      int            `json:"prepared_transactions"`
+}
+
+// Status returns a snapshot for /status.
+func (m *Mirroring) Status() MirroringStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := MirroringStatus{NotMirrored: []*NotMirrored{}, SchemaDrift: []*SchemaDrift{}, MultisetOnly: []string{},
+		WaitingForOrder: m.seq.waiting(), PreparedTx: len(m.prepared)}
+	for _, nm := range m.notMirrored {
+		c := *nm
+		st.NotMirrored = append(st.NotMirrored, &c)
+	}
+	for _, d := range m.drift {
+		c := *d
+		st.SchemaDrift = append(st.SchemaDrift, &c)
+	}
+	for t := range m.pkless {
+		st.MultisetOnly = append(st.MultisetOnly, t)
+	}
+	sort.Slice(st.NotMirrored, func(i, j int) bool { return st.NotMirrored[i].Count > st.NotMirrored[j].Count })
+	sort.Slice(st.SchemaDrift, func(i, j int) bool { return st.SchemaDrift[i].LastSeen.After(st.SchemaDrift[j].LastSeen) })
+	sort.Strings(st.MultisetOnly)
+	return st
+}
+
+// resolveTable maps a captured row's tableoid to its table, reloading the
+// catalog once for an OID it does not know (a table created after start).
+func (m *Mirroring) resolveTable(oid uint32) (string, []string, bool) {
+	if name, key, ok := m.catalog.TableByOID(oid); ok {
+		return name, key, true
+	}
+	m.mu.Lock()
+	last, seen := m.unknown[oid]
+	if seen && time.Since(last) < 10*time.Second {
+		m.mu.Unlock()
+		return "", nil, false
+	}
+	m.unknown[oid] = time.Now()
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.catalog.Reload(ctx); err != nil {
+		m.log.Warn("reloading the old database's catalog failed", "err", err)
+		return "", nil, false
+	}
+	m.capturer.Reset()
+	return m.catalog.TableByOID(oid)
+}
+
+// schemaChanged is called after DDL: plans and keys may be stale.
+func (m *Mirroring) schemaChanged() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.catalog.Reload(ctx); err != nil {
+		m.log.Warn("reloading the old database's catalog after DDL failed", "err", err)
+	}
+	m.capturer.Reset()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
