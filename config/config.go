@@ -35,6 +35,32 @@ type Config struct {
 	Auth    AuthConfig    `toml:"auth"`
 	Limits  LimitsConfig  `toml:"limits"`
 	Rewrite RewriteConfig `toml:"rewrite"`
+	Mirror  MirrorConfig  `toml:"mirror"`
+}
+
+// MirrorConfig tunes how writes reach the new database in the dual-write
+// phases.
+type MirrorConfig struct {
+	// Dir holds the durable spool, the applied position and the dead
+	// letters. Default: "mirror" under report_dir.
+	Dir string `toml:"dir"`
+	// QueueLen is how many transactions wait in memory before the spool
+	// takes over.
+	QueueLen int `toml:"queue_len"`
+	// MaxSpoolBytes bounds the spool on disk.
+	MaxSpoolBytes int64 `toml:"max_spool_bytes"`
+	// Fsync is the spool's fsync policy: "always" (every transaction),
+	// "interval" (group commit every fsync_interval) or "never".
+	Fsync         string        `toml:"fsync"`
+	FsyncInterval time.Duration `toml:"fsync_interval"`
+}
+
+// MirrorDir returns the mirror's directory, defaulting under ReportDir.
+func (c *Config) MirrorDir() string {
+	if c.Mirror.Dir != "" || c.ReportDir == "" {
+		return c.Mirror.Dir
+	}
+	return c.ReportDir + "/mirror"
 }
 
 // LogConfig selects the log format and level.
@@ -119,6 +145,12 @@ func DefaultConfig() *Config {
 			ShutdownTimeout: 30 * time.Second,
 		},
 		Rewrite: RewriteConfig{CacheSize: 10000},
+		Mirror: MirrorConfig{
+			QueueLen:      1024,
+			MaxSpoolBytes: 8 << 30,
+			Fsync:         "interval",
+			FsyncInterval: 100 * time.Millisecond,
+		},
 	}
 }
 
@@ -281,6 +313,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.ShutdownTimeout < 0 {
 		bad("limits.shutdown_timeout", "must not be negative")
+	}
+	switch c.Mirror.Fsync {
+	case "always", "interval", "never":
+	default:
+		bad("mirror.fsync", "want always, interval or never, got %q", c.Mirror.Fsync)
+	}
+	if c.Mirror.QueueLen <= 0 {
+		bad("mirror.queue_len", "must be positive, got %d", c.Mirror.QueueLen)
+	}
+	if c.Mirror.MaxSpoolBytes < 1<<20 {
+		bad("mirror.max_spool_bytes", "must be at least 1 MiB, got %d", c.Mirror.MaxSpoolBytes)
+	}
+	if c.Mirror.Fsync == "interval" && c.Mirror.FsyncInterval <= 0 {
+		bad("mirror.fsync_interval", "must be positive")
+	}
+	if c.Phase > OldOnly && c.MirrorDir() == "" {
+		bad("mirror.dir", "required in phase %s (or set report_dir)", c.Phase)
 	}
 	if c.Rewrite.CacheSize <= 0 {
 		bad("rewrite.cache_size", "must be positive, got %d", c.Rewrite.CacheSize)

@@ -237,3 +237,17 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Counts returns the totals behind the dual-write metrics.
+func (m *Mirroring) Counts() (notMirrored int64, classes int, drift int64, waiting int) {
+	m.mu.Lock()
+	for _, nm := range m.notMirrored {
+		notMirrored += nm.Count
+	}
+	classes = len(m.notMirrored)
+	for _, d := range m.drift {
+		drift += d.Count
+	}
+	m.mu.Unlock()
+	return notMirrored, classes, drift, m.seq.waiting()
+}
