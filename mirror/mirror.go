@@ -1,0 +1,814 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrClosed is returned by WaitApplied when the mirror closes before
+	// reaching the position.
+	ErrClosed = errors.New("mirror: closed")
+	// ErrLocked is wrapped by New when another Mirror uses the directory.
+	ErrLocked = errors.New("mirror: directory locked")
+)
+
+// seqLease is how many Seqs one persisted lease covers. A restart skips the
+// unused rest of the lease, so Seqs have gaps; uint64 does not mind.
+const seqLease = 1 << 20
+
+// Mirror is the pipeline from the proxy to one Target. See the package
+// documentation for the design. All methods are safe for concurrent use.
+type Mirror struct {
+	opts   Options
+	log    *slog.Logger
+	target Target
+	spool  *spool
+	reader *spoolReader // applier goroutine only
+	dl     *deadLetters
+	unlock func() error
+
+	// ctx is canceled by Close; it stops the applier (and its in-flight
+	// Apply) and the state loop. The spool writer stops on closed instead,
+	// after writing everything handed to it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing chan struct{} // closed when Close starts
+
+	closeOnce, finalOnce sync.Once
+	closeErr             error
+
+	// Wake-ups; each has room for one pending signal, so notifying never
+	// blocks and a signal sent while the receiver is busy is not lost.
+	wakeApplier chan struct{}
+	wakeWriter  chan struct{}
+	wakeState   chan struct{}
+
+	mu     sync.Mutex
+	room   *sync.Cond // hand-off space freed, or closed
+	closed bool
+
+	nextSeq     uint64 // next Seq to hand out
+	ceiling     uint64 // durable Seq lease: Seqs up to here are reserved on disk
+	leaseWarned bool
+
+	// The in-memory queue. Invariant: while spooling, memQ is empty (all of
+	// it was spilled to the spool), so the applier has exactly one source.
+	memQ     []queued
+	memBytes int64
+
+	inflight    *Batch // the batch the applier is working on
+	inflightMem bool   // inflight came from memQ and is not in the spool
+
+	// spooling is true from the moment a batch goes to the spool until the
+	// applier has applied everything in it; meanwhile every new batch goes
+	// behind, through the spool, which keeps the order.
+	spooling      bool
+	handoff       []queued // batches for the spool writer, in Seq order
+	handoffBytes  int64    // of handoff and of the batches being written
+	writerBusy    bool     // the writer holds batches it has not published yet
+	retire        bool     // spool drained: the writer may seal its segment
+	lastHandedOff uint64   // highest Seq given to the spool path
+	spooled       int      // batches on the spool path not yet consumed
+
+	dirty      map[string]struct{}
+	overflowed bool
+
+	nApplied, nFailed, nDeadLettered, nDropped, nHandoffWaits uint64
+
+	appliedSeq atomic.Uint64
+	appliedMu  sync.Mutex
+	appliedCh  chan struct{} // closed and replaced whenever appliedSeq advances
+
+	stateMu   sync.Mutex // serializes state writes
+	lastState state      // last state written
+}
+
+type queued struct {
+	b    *Batch
+	size int64
+}
+
+// New opens (or creates) the spool in opts.Dir, recovers it, and starts the
+// pipeline to target. The Mirror owns target from then on and closes it in
+// Close; if New fails, the caller still owns it.
+func New(target Target, opts Options) (*Mirror, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	unlock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := open(target, o, unlock)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	m.wg.Add(3)
+	go m.runApplier()
+	go m.runWriter()
+	go m.runState()
+	return m, nil
+}
+
+func open(target Target, o Options, unlock func() error) (*Mirror, error) {
+	st, err := readState(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	sp, rec, err := openSpool(o.Dir, &o, st.AppliedSeq)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := openDeadLetters(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirror{
+		opts:        o,
+		log:         o.Logger,
+		target:      target,
+		spool:       sp,
+		reader:      newSpoolReader(sp, rec),
+		dl:          dl,
+		unlock:      unlock,
+		closing:     make(chan struct{}),
+		wakeApplier: make(chan struct{}, 1),
+		wakeWriter:  make(chan struct{}, 1),
+		wakeState:   make(chan struct{}, 1),
+		nextSeq:     max(st.SeqCeiling, rec.lastSeq, st.AppliedSeq) + 1,
+		dirty:       map[string]struct{}{},
+		overflowed:  st.Overflowed,
+		appliedCh:   make(chan struct{}),
+		lastState:   st,
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.room = sync.NewCond(&m.mu)
+	m.appliedSeq.Store(st.AppliedSeq)
+	m.ceiling = st.SeqCeiling
+	for _, t := range st.DirtyTables {
+		m.dirty[t] = struct{}{}
+	}
+	if rec.pending > 0 {
+		m.spooling = true
+		m.spooled = rec.pending
+		m.lastHandedOff = rec.lastSeq
+	}
+	for _, l := range rec.lost {
+		m.lose(&DeadLetter{
+			Time: o.Now(), Reason: ReasonSpoolCorrupt, ChangeIndex: -1,
+			Error: l.err.Error(), Segment: l.path, Offset: l.off,
+		}, true)
+	}
+	// Take the first Seq lease before handing out any Seq.
+	if err := m.persist(); err != nil {
+		dl.close()
+		return nil, err
+	}
+	m.log.Info("mirror: started", "dir", o.Dir, "applied_seq", st.AppliedSeq, "next_seq", m.nextSeq,
+		"spooled_batches", rec.pending, "spool_bytes", sp.bytes())
+	return m, nil
+}
+
+// notify sends a wake-up without blocking.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Enqueue hands a committed transaction to the mirror, assigns it the next
+// Seq, and returns that Seq. b must not be nil and must not be modified
+// afterwards. Enqueue never waits for the Target or for an fsync: the batch
+// goes to the in-memory queue, or, when that is full or anything is already
+// spooled, to the spool writer. The one wait left is when the hand-off to
+// the spool writer (Options.HandoffBytes) is full, that is when the local
+// disk cannot take writes as fast as batches arrive; Stats.HandoffWaits
+// counts those.
+//
+// Seqs are handed out in the order of Enqueue calls, so the producer must
+// call Enqueue in the order the old database committed (see the package
+// documentation). After Close, Enqueue records the batch as a dead letter
+// and returns 0.
+func (m *Mirror) Enqueue(b *Batch) uint64 {
+	size := b.memSize()
+	m.mu.Lock()
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			m.lose(newDeadLetter(m.opts.Now(), ReasonClosed, b, ErrClosed, true), true)
+			return 0
+		}
+		if !m.spooling && len(m.memQ) < m.opts.QueueLen && m.memBytes+size <= m.opts.QueueBytes {
+			seq := m.assignLocked(b)
+			m.memQ = append(m.memQ, queued{b, size})
+			m.memBytes += size
+			m.mu.Unlock()
+			notify(m.wakeApplier)
+			return seq
+		}
+		// Always admit one batch into an empty hand-off, however large.
+		if m.handoffBytes == 0 || m.handoffBytes+size <= m.opts.HandoffBytes {
+			break
+		}
+		m.nHandoffWaits++
+		m.room.Wait()
+	}
+	seq := m.assignLocked(b)
+	if !m.spooling {
+		m.startSpoolingLocked()
+	}
+	m.handoffLocked(queued{b, size})
+	m.mu.Unlock()
+	notify(m.wakeWriter)
+	return seq
+}
+
+// assignLocked gives b the next Seq and makes sure a new lease is on its way
+// before the current one runs out.
+func (m *Mirror) assignLocked(b *Batch) uint64 {
+	seq := m.nextSeq
+	m.nextSeq++
+	b.Seq = seq
+	if b.CommittedAt.IsZero() {
+		b.CommittedAt = m.opts.Now()
+	}
+	if seq+seqLease/2 > m.ceiling {
+		notify(m.wakeState)
+		if seq > m.ceiling && !m.leaseWarned {
+			// Not fatal: Seqs stay monotonic in this process. Only a crash
+			// before the renewal lands could make the next process reuse
+			// Seqs of batches that were in memory.
+			m.leaseWarned = true
+			m.log.Warn("mirror: Seq lease exhausted before its renewal was written", "seq", seq, "ceiling", m.ceiling)
+		}
+	}
+	return seq
+}
+
+// startSpoolingLocked switches to the spool path. The batch the applier took
+// from memory (if any) and the in-memory queue go to the spool first, in
+// order, so that everything not yet applied becomes durable and later
+// batches queue behind it. The applier keeps working on its batch; the
+// spooled copy is skipped by Seq once that batch is done.
+func (m *Mirror) startSpoolingLocked() {
+	m.spooling = true
+	if m.inflight != nil && m.inflightMem {
+		m.handoffLocked(queued{m.inflight, m.inflight.memSize()})
+		m.inflightMem = false
+	}
+	for _, q := range m.memQ {
+		m.handoffLocked(q)
+	}
+	m.memQ, m.memBytes = nil, 0
+}
+
+func (m *Mirror) handoffLocked(q queued) {
+	m.handoff = append(m.handoff, q)
+	m.handoffBytes += q.size
+	m.spooled++
+	m.lastHandedOff = max(m.lastHandedOff, q.b.Seq)
+}
+
+// lose records data the mirror could not apply: a dead letter, dirty
+// tables, and for losses inside the pipeline (as opposed to rejections by the
+// target) the Overflowed flag.
+func (m *Mirror) lose(dl *DeadLetter, dropped bool) {
+	m.mu.Lock()
+	m.nDeadLettered++
+	if dropped {
+		m.nDropped++
+		m.overflowed = true
+	}
+	for _, t := range dl.Tables {
+		m.dirty[t] = struct{}{}
+	}
+	m.mu.Unlock()
+	notify(m.wakeState)
+	level := slog.LevelWarn
+	if dropped {
+		level = slog.LevelError
+	}
+	m.log.Log(context.Background(), level, "mirror: batch dead-lettered; the tables need repair",
+		"reason", dl.Reason, "seq", dl.Seq, "tables", dl.Tables, "sqlstate", dl.SQLState, "err", dl.Error,
+		"lost_batches", dl.Lost)
+	if err := m.dl.write(dl); err != nil {
+		m.log.Error("mirror: cannot write dead letter", "seq", dl.Seq, "tables", dl.Tables, "err", err)
+	}
+}
+
+// AppliedSeq returns the position of the mirror: every batch with a Seq up
+// to it has been applied to the target (or dead-lettered).
+func (m *Mirror) AppliedSeq() uint64 { return m.appliedSeq.Load() }
+
+// WaitApplied waits until AppliedSeq reaches seq. It returns ctx's error if
+// ctx ends first, or ErrClosed if the mirror closes first.
+func (m *Mirror) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		m.appliedMu.Lock()
+		ch := m.appliedCh
+		m.appliedMu.Unlock()
+		if m.appliedSeq.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("mirror: wait for seq %d: %w", seq, ctx.Err())
+		case <-m.closing:
+			if m.appliedSeq.Load() >= seq {
+				return nil
+			}
+			return ErrClosed
+		}
+	}
+}
+
+// advance moves AppliedSeq forward to seq and wakes WaitApplied callers.
+func (m *Mirror) advance(seq uint64) {
+	for {
+		cur := m.appliedSeq.Load()
+		if seq <= cur {
+			return
+		}
+		if m.appliedSeq.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	m.appliedMu.Lock()
+	close(m.appliedCh)
+	m.appliedCh = make(chan struct{})
+	m.appliedMu.Unlock()
+}
+
+// Stats is a snapshot of the mirror, for /metrics and /status.
+type Stats struct {
+	// Queued batches wait in the in-memory queue; QueuedBytes estimates
+	// their memory.
+	Queued      int
+	QueuedBytes int64
+	// Spooled batches are on the spool path (handed to the writer or on
+	// disk) and not yet applied. SpoolBytes is the size of the segment files.
+	Spooled    int
+	SpoolBytes int64
+	// Applied counts batches the target applied; Failed counts transient
+	// Apply failures (attempts, not batches).
+	Applied uint64
+	Failed  uint64
+	// DeadLettered counts dead letters; Dropped counts those lost inside the
+	// pipeline (spool full, disk errors, corrupt spool, Enqueue after Close)
+	// rather than rejected by the target.
+	DeadLettered uint64
+	Dropped      uint64
+	// HandoffWaits counts Enqueue calls that waited for the spool writer.
+	HandoffWaits uint64
+	// LastSeq is the last Seq handed out; AppliedSeq the mirror's position.
+	LastSeq    uint64
+	AppliedSeq uint64
+	// Lag is the time since the oldest unapplied batch committed on the old
+	// database; zero when the mirror is caught up.
+	Lag time.Duration
+	// DirtyTables have lost changes: repair them from the old database.
+	DirtyTables []string
+	// Overflowed is set once the pipeline has dropped data (Dropped > 0, now
+	// or before a restart). It stays set: only a repair makes the new
+	// database whole again.
+	Overflowed bool
+	// Spooling says whether batches currently go through the spool.
+	Spooling bool
+}
+
+// Stats returns a snapshot of the mirror's counters.
+func (m *Mirror) Stats() Stats {
+	now := m.opts.Now()
+	spoolBytes := m.spool.bytes()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := Stats{
+		Queued:       len(m.memQ),
+		QueuedBytes:  m.memBytes,
+		Spooled:      m.spooled,
+		SpoolBytes:   spoolBytes,
+		Applied:      m.nApplied,
+		Failed:       m.nFailed,
+		DeadLettered: m.nDeadLettered,
+		Dropped:      m.nDropped,
+		HandoffWaits: m.nHandoffWaits,
+		LastSeq:      m.nextSeq - 1,
+		AppliedSeq:   m.appliedSeq.Load(),
+		DirtyTables:  slices.Sorted(maps.Keys(m.dirty)),
+		Overflowed:   m.overflowed,
+		Spooling:     m.spooling,
+	}
+	var oldest *Batch
+	switch {
+	case m.inflight != nil:
+		oldest = m.inflight
+	case len(m.memQ) > 0:
+		oldest = m.memQ[0].b
+	}
+	if oldest != nil && now.After(oldest.CommittedAt) {
+		s.Lag = now.Sub(oldest.CommittedAt)
+	}
+	return s
+}
+
+// Close stops the mirror: later Enqueue calls are dead-lettered, batches
+// still in memory are written to the spool, the applier is stopped (an
+// in-flight Apply is canceled; its batch is in the spool and is applied again
+// by the next Mirror), the state is checkpointed and the target closed.
+// Nothing is lost: a New on the same directory resumes. If ctx ends first,
+// Close returns its error and leaves the goroutines to finish on their own;
+// calling Close again waits again.
+func (m *Mirror) Close(ctx context.Context) error {
+	m.closeOnce.Do(func() {
+		close(m.closing)
+		m.mu.Lock()
+		m.closed = true
+		if !m.spooling && (len(m.memQ) > 0 || (m.inflight != nil && m.inflightMem)) {
+			m.startSpoolingLocked()
+		}
+		m.room.Broadcast()
+		m.mu.Unlock()
+		m.cancel()
+		notify(m.wakeWriter)
+	})
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("mirror: close: %w", ctx.Err())
+	}
+	m.finalOnce.Do(func() {
+		errs := []error{m.persist()}
+		m.reader.close()
+		errs = append(errs, m.dl.close(), m.target.Close(), m.unlock())
+		m.closeErr = errors.Join(errs...)
+		m.log.Info("mirror: closed", "applied_seq", m.appliedSeq.Load(), "spool_bytes", m.spool.bytes())
+	})
+	return m.closeErr
+}
+
+// runApplier applies batches in Seq order until Close.
+func (m *Mirror) runApplier() {
+	defer m.wg.Done()
+	for {
+		b, fromSpool, ok := m.nextBatch()
+		if !ok {
+			return
+		}
+		if fromSpool && b.Seq <= m.appliedSeq.Load() {
+			// The spooled copy of a batch the applier already applied from
+			// memory before the switch to the spool.
+			m.finish(b, true, false)
+			continue
+		}
+		if !m.apply(b, fromSpool) {
+			return
+		}
+		if fromSpool {
+			m.spool.gc(m.appliedSeq.Load())
+		}
+	}
+}
+
+// nextBatch returns the next batch to apply and whether it came from the
+// spool; ok is false when the mirror is closing.
+func (m *Mirror) nextBatch() (b *Batch, fromSpool, ok bool) {
+	for m.ctx.Err() == nil {
+		m.mu.Lock()
+		if len(m.memQ) > 0 {
+			q := m.memQ[0]
+			m.memQ[0] = queued{}
+			m.memQ = m.memQ[1:]
+			m.memBytes -= q.size
+			m.inflight, m.inflightMem = q.b, true
+			m.mu.Unlock()
+			return q.b, false, true
+		}
+		spooling := m.spooling
+		m.mu.Unlock()
+
+		if spooling {
+			b, err := m.reader.next()
+			if err != nil {
+				m.spoolReadError(err)
+				continue
+			}
+			if b != nil {
+				m.mu.Lock()
+				m.inflight, m.inflightMem = b, false
+				m.mu.Unlock()
+				return b, true, true
+			}
+			m.mu.Lock()
+			if m.spooling && len(m.handoff) == 0 && !m.writerBusy && m.reader.atEnd() {
+				// Drained: everything given to the spool path was applied,
+				// dead-lettered or dropped. Back to the in-memory queue.
+				m.spooling = false
+				m.retire = true
+				last := m.lastHandedOff
+				m.mu.Unlock()
+				m.advance(last)
+				notify(m.wakeWriter)
+				continue
+			}
+			m.mu.Unlock()
+		}
+		select {
+		case <-m.wakeApplier:
+		case <-m.ctx.Done():
+		}
+	}
+	return nil, false, false
+}
+
+// apply applies b, retrying transient errors with capped exponential
+// backoff, until it is applied or rejected. It returns false if the mirror
+// closed first.
+func (m *Mirror) apply(b *Batch, fromSpool bool) bool {
+	backoff := m.opts.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := m.applyOnce(b)
+		if err == nil {
+			m.finish(b, fromSpool, true)
+			return true
+		}
+		if m.ctx.Err() != nil {
+			return false
+		}
+		if rej, ok := errors.AsType[*RejectError](err); ok {
+			m.reject(b, rej)
+			m.finish(b, fromSpool, false)
+			return true
+		}
+		m.mu.Lock()
+		m.nFailed++
+		// The target is down or failing: make everything pending durable and
+		// send new batches to the spool while we wait.
+		if !m.spooling {
+			m.startSpoolingLocked()
+		}
+		m.mu.Unlock()
+		notify(m.wakeWriter)
+		m.log.Warn("mirror: apply failed; retrying", "seq", b.Seq, "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-m.ctx.Done():
+			t.Stop()
+			return false
+		}
+		backoff = min(backoff*2, m.opts.RetryMax)
+	}
+}
+
+func (m *Mirror) applyOnce(b *Batch) error {
+	ctx := m.ctx
+	if m.opts.ApplyTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.opts.ApplyTimeout)
+		defer cancel()
+	}
+	return m.target.Apply(ctx, b)
+}
+
+// finish records that the applier is done with b.
+func (m *Mirror) finish(b *Batch, fromSpool, applied bool) {
+	m.mu.Lock()
+	m.inflight, m.inflightMem = nil, false
+	if applied {
+		m.nApplied++
+	}
+	if fromSpool {
+		m.spooled--
+	}
+	m.mu.Unlock()
+	m.advance(b.Seq)
+}
+
+// reject dead-letters a batch the target refused.
+func (m *Mirror) reject(b *Batch, rej *RejectError) {
+	dl := newDeadLetter(m.opts.Now(), ReasonRejected, b, rej.Err, true)
+	dl.SQLState = rej.SQLState
+	if rej.Err == nil {
+		dl.Error = rej.Error()
+	}
+	if i := rej.ChangeIndex; i >= 0 && i < len(b.Changes) {
+		c := &b.Changes[i]
+		dl.ChangeIndex, dl.Change, dl.Table, dl.Fingerprint = i, c, c.Table, c.Fingerprint
+	}
+	m.lose(dl, false)
+}
+
+// spoolReadError handles a record the spool reader could not return.
+func (m *Mirror) spoolReadError(err error) {
+	if re, ok := errors.AsType[*readError](err); ok {
+		m.mu.Lock()
+		m.spooled -= re.lost
+		m.mu.Unlock()
+		m.log.Error("mirror: spooled batches are unreadable and lost; repair every mirrored table",
+			"segment", re.path, "offset", re.off, "batches", re.lost, "err", re.err)
+		m.lose(&DeadLetter{
+			Time: m.opts.Now(), Reason: ReasonSpoolCorrupt, Seq: re.seq, ChangeIndex: -1,
+			Error: re.err.Error(), Segment: re.path, Offset: re.off, Lost: re.lost,
+		}, true)
+		return
+	}
+	// Opening a segment failed (e.g. too many open files): try again later.
+	m.log.Error("mirror: cannot read the spool; retrying", "err", err)
+	t := time.NewTimer(m.opts.RetryMin)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-m.ctx.Done():
+	}
+}
+
+// writeChunk is how many bytes of records the spool writer encodes before
+// writing them (in one write call per segment) and giving the hand-off
+// space back to Enqueue.
+const writeChunk = 1 << 20
+
+// runWriter writes handed-off batches to the spool. It exits once the
+// mirror is closed and everything handed to it is written.
+func (m *Mirror) runWriter() {
+	defer m.wg.Done()
+	var tick <-chan time.Time
+	if m.opts.Fsync == FsyncInterval {
+		t := time.NewTicker(m.opts.FsyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var (
+		buf   []byte
+		recs  []spoolRec
+		chunk []*Batch
+	)
+	for {
+		m.mu.Lock()
+		batch := m.handoff
+		m.handoff = nil
+		retire := m.retire && len(batch) == 0 && !m.spooling
+		m.retire = false
+		closed := m.closed
+		m.writerBusy = len(batch) > 0
+		m.mu.Unlock()
+
+		for len(batch) > 0 {
+			buf, recs, chunk = buf[:0], recs[:0], chunk[:0]
+			var freed int64
+			n := 0
+			for n < len(batch) && len(buf) < writeChunk {
+				q := batch[n]
+				n++
+				freed += q.size
+				start := len(buf)
+				var err error
+				if buf, err = appendFrame(buf, q.b); err != nil {
+					m.dropSpooled(q.b, ReasonUnencodable, err)
+					continue
+				}
+				recs = append(recs, spoolRec{off: start, n: len(buf) - start, seq: q.b.Seq})
+				chunk = append(chunk, q.b)
+			}
+			clear(batch[:n])
+			batch = batch[n:]
+			for k, err := range m.spool.write(buf, recs) {
+				switch {
+				case err == nil:
+				case errors.Is(err, errSpoolFull):
+					m.dropSpooled(chunk[k], ReasonSpoolFull, fmt.Errorf("spool reached MaxSpoolBytes (%d bytes)", m.opts.MaxSpoolBytes))
+				default:
+					m.dropSpooled(chunk[k], ReasonSpoolWrite, err)
+				}
+			}
+			clear(chunk)
+			if m.opts.Fsync == FsyncAlways {
+				m.syncSpool()
+			}
+			m.mu.Lock()
+			m.handoffBytes -= freed
+			m.writerBusy = len(batch) > 0
+			m.room.Broadcast()
+			m.mu.Unlock()
+			notify(m.wakeApplier)
+		}
+		if retire {
+			if err := m.spool.seal(); err != nil {
+				m.log.Error("mirror: spool: sealing a drained segment", "err", err)
+			}
+			m.spool.gc(m.appliedSeq.Load())
+		}
+		if closed && !m.handoffPending() {
+			if err := m.spool.close(); err != nil {
+				m.log.Error("mirror: spool: close", "err", err)
+			}
+			return
+		}
+		if m.handoffPending() {
+			continue
+		}
+		select {
+		case <-m.wakeWriter:
+		case <-tick:
+			m.syncSpool()
+		}
+	}
+}
+
+func (m *Mirror) handoffPending() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.handoff) > 0
+}
+
+// dropSpooled dead-letters a batch the spool writer could not write.
+func (m *Mirror) dropSpooled(b *Batch, reason string, err error) {
+	m.mu.Lock()
+	m.spooled--
+	m.mu.Unlock()
+	// Rows are kept only when they are the problem: a full or failing disk
+	// has no room for them.
+	m.lose(newDeadLetter(m.opts.Now(), reason, b, err, reason == ReasonUnencodable), true)
+}
+
+func (m *Mirror) syncSpool() {
+	if err := m.spool.sync(); err != nil {
+		// The data is still in the page cache and readable; only durability
+		// against a machine crash is in doubt.
+		m.log.Error("mirror: spool fsync failed", "err", err)
+	}
+}
+
+// runState persists the checkpoint and the Seq lease: every
+// CheckpointInterval, and promptly when the lease runs low or data was lost.
+func (m *Mirror) runState() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-m.wakeState:
+		case <-m.ctx.Done():
+			return
+		}
+		if err := m.persist(); err != nil {
+			m.log.Error("mirror: cannot persist the mirror state", "err", err)
+		}
+	}
+}
+
+// persist writes the state file if it changed, renewing the Seq lease when
+// half of it is used.
+func (m *Mirror) persist() error {
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	m.mu.Lock()
+	st := state{
+		Version:     stateVersion,
+		AppliedSeq:  m.appliedSeq.Load(),
+		SeqCeiling:  m.ceiling,
+		Overflowed:  m.overflowed,
+		DirtyTables: slices.Sorted(maps.Keys(m.dirty)),
+	}
+	if m.nextSeq+seqLease/2 > m.ceiling {
+		st.SeqCeiling = m.nextSeq - 1 + seqLease
+	}
+	m.mu.Unlock()
+	if st.AppliedSeq == m.lastState.AppliedSeq && st.SeqCeiling == m.lastState.SeqCeiling &&
+		st.Overflowed == m.lastState.Overflowed && slices.Equal(st.DirtyTables, m.lastState.DirtyTables) {
+		return nil
+	}
+	if err := writeState(m.opts.Dir, st); err != nil {
+		return err
+	}
+	m.lastState = st
+	m.mu.Lock()
+	if st.SeqCeiling > m.ceiling {
+		m.ceiling = st.SeqCeiling
+		m.leaseWarned = false
+	}
+	m.mu.Unlock()
+	return nil
+}
