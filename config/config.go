@@ -221,7 +221,7 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 // ImplementedPhases are the phases this build can run. Validate rejects the
 // others by name rather than running a phase half-built.
-var ImplementedPhases = map[Phase]bool{OldOnly: true}
+var ImplementedPhases = map[Phase]bool{OldOnly: true, DualWrite: true}
 
 // Validate checks every field and returns all failures joined, each a
 // *FieldError.

@@ -104,6 +104,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Config == nil {
 		return nil, errors.New("proxy: Options.Config is required")
 	}
+	if capturePhase(opts.Config.Phase) && opts.Mirroring == nil {
+		return nil, fmt.Errorf("proxy: phase %s needs Options.Mirroring", opts.Config.Phase)
+	}
 	st, err := compile(opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -143,6 +146,15 @@ func (s *Server) Config() *config.Config { return s.cfg.Load() }
 // warning. On error the running configuration stays.
 func (s *Server) Reload(cfg *config.Config) error {
 	old := s.cfg.Load()
+	if capturePhase(cfg.Phase) && s.mirroring == nil {
+		return fmt.Errorf("proxy: reload: phase %s needs the new database, which was not configured at start (restart with new set)", cfg.Phase)
+	}
+	if cfg.New != old.New {
+		s.log.Warn("changing the new database needs a restart; keeping the old one", "new", config.RedactURL(old.New))
+		c := *cfg
+		c.New = old.New
+		cfg = &c
+	}
 	if cfg.Listen != old.Listen {
 		s.log.Warn("listen address changes need a restart; keeping the old one", "listen", old.Listen, "requested", cfg.Listen)
 		c := *cfg

@@ -106,7 +106,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	slog.SetDefault(log)
 
 	m := metrics.New()
-	srv, err := proxy.New(proxy.Options{Config: cfg, Metrics: m, Logger: log})
+	var dw *dualWrite
+	var mirroring *proxy.Mirroring
+	if cfg.New != "" {
+		if dw, err = startDualWrite(ctx, cfg, m, log); err != nil {
+			return err
+		}
+		mirroring = dw.mirroring
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := dw.close(cctx); err != nil {
+				log.Error("closing the mirror", "err", err)
+			}
+		}()
+	}
+	srv, err := proxy.New(proxy.Options{Config: cfg, Metrics: m, Logger: log, Mirroring: mirroring})
 	if err != nil {
 		return err
 	}
@@ -121,7 +136,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			Addr:    cfg.Admin,
 			Metrics: m,
 			Logger:  log,
-			Status:  func() any { return srv.Status() },
+			Status: func() any {
+				st := struct {
+					proxy.Status
+					Mirror *mirrorStatus `json:"mirror,omitempty"`
+				}{Status: srv.Status()}
+				if dw != nil {
+					ms := dw.status()
+					st.Mirror = &ms
+				}
+				return st
+			},
 			Healthy: func() error {
 				if srv.Draining() {
 					return errors.New("draining")

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shadowproxy/shadowproxy/config"
+	"github.com/shadowproxy/shadowproxy/metrics"
+	"github.com/shadowproxy/shadowproxy/mirror"
+	"github.com/shadowproxy/shadowproxy/proxy"
+	"github.com/shadowproxy/shadowproxy/target/mysqltarget"
+	"github.com/shadowproxy/shadowproxy/target/pgtarget"
+)
+
+// dualWrite is the mirroring pipeline cmd wires when a new database is
+// configured: catalog of the old database, target adapter, durable mirror,
+// and the proxy's capture machinery.
+type dualWrite struct {
+	mirror    *mirror.Mirror
+	mirroring *proxy.Mirroring
+	catalog   *proxy.SchemaCatalog
+}
+
+// oldCatalogConn connects to the old database to read its catalog, as the
+// proxy's own user: the old URL's credentials, or auth.upstream_user and
+// upstream_password.
+func oldCatalogConn(cfg *config.Config) func(context.Context) (*pgx.Conn, error) {
+	return func(ctx context.Context) (*pgx.Conn, error) {
+		pc, err := pgx.ParseConfig(cfg.Old)
+		if err != nil {
+			return nil, fmt.Errorf("old: cannot parse the URL")
+		}
+		if cfg.Auth.UpstreamUser != "" {
+			pc.User = cfg.Auth.UpstreamUser
+		}
+		if cfg.Auth.UpstreamPassword != "" {
+			pc.Password = cfg.Auth.UpstreamPassword
+		}
+		pc.RuntimeParams["application_name"] = "shadowproxy catalog"
+		return pgx.ConnectConfig(ctx, pc)
+	}
+}
+
+func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics, log *slog.Logger) (*dualWrite, error) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cat, err := proxy.NewSchemaCatalog(lctx, oldCatalogConn(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("dual-write needs to read the old database's catalog (the old URL, or auth.upstream_user, must carry credentials): %w", err)
+	}
+	for _, t := range cat.Catalog().SortedTables() {
+		for _, tr := range t.TriggersWritingOtherTables() {
+			log.Warn("trigger may write other tables; those writes happen inside the old database and are not captured",
+				"table", t.QualifiedName(), "trigger", tr.Name, "reason", tr.MayWriteOtherReason)
+		}
+		if !t.HasPrimaryKey() && !t.Partitioned {
+			log.Info("table has no primary key: its updates and deletes are mirrored as statements and it is verified by multiset only", "table", t.QualifiedName())
+		}
+	}
+
+	u, _ := url.Parse(cfg.New)
+	var target mirror.Target
+	isMySQL := u != nil && u.Scheme == "mysql"
+	if isMySQL {
+		target, err = mysqltarget.New(ctx, cfg.New, mysqltarget.Options{Logger: log, Catalog: cat.Catalog(), Lazy: true})
+	} else {
+		target, err = pgtarget.New(ctx, cfg.New, pgtarget.Options{Logger: log, Lazy: true})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new: %w", err)
+	}
+	fsync, err := mirror.ParseFsyncPolicy(cfg.Mirror.Fsync)
+	if err != nil {
+		return nil, fmt.Errorf("mirror.fsync: %w", err)
+	}
+	mir, err := mirror.New(target, mirror.Options{
+		Dir:           cfg.MirrorDir(),
+		QueueLen:      cfg.Mirror.QueueLen,
+		MaxSpoolBytes: cfg.Mirror.MaxSpoolBytes,
+		Fsync:         fsync,
+		FsyncInterval: cfg.Mirror.FsyncInterval,
+		Logger:        log.With("component", "mirror"),
+	})
+	if err != nil {
+		target.Close()
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	mg, err := proxy.NewMirroring(proxy.MirroringOptions{
+		Catalog: cat, Mirror: mir, MySQL: isMySQL, CacheSize: cfg.Rewrite.CacheSize, Logger: log,
+	})
+	if err != nil {
+		mir.Close(ctx)
+		return nil, err
+	}
+	dw := &dualWrite{mirror: mir, mirroring: mg, catalog: cat}
+	if err := m.RegisterMirror(dw.snapshot); err != nil {
+		mir.Close(ctx)
+		return nil, err
+	}
+	return dw, nil
+}
+
+func (dw *dualWrite) snapshot() metrics.MirrorSnapshot {
+	nm, classes, drift, waiting := dw.mirroring.Counts()
+	return metrics.MirrorSnapshot{Stats: dw.mirror.Stats(), NotMirrored: nm, NotMirroredClasses: classes, SchemaDrift: drift, WaitingForOrder: waiting}
+}
+
+// mirrorStatus is /status "mirror".
+type mirrorStatus struct {
+	Queued        int      `json:"queued"`
+	Spooled       int      `json:"spooled"`
+	SpoolBytes    int64    `json:"spool_bytes"`
+	Applied       uint64   `json:"applied"`
+	Failed        uint64   `json:"failed"`
+	DeadLettered  uint64   `json:"dead_lettered"`
+	Dropped       uint64   `json:"dropped"`
+	LagSeconds    float64  `json:"lag_seconds"`
+	AppliedSeq    uint64   `json:"applied_seq"`
+	LastSeq       uint64   `json:"last_seq"`
+	Spooling      bool     `json:"spooling"`
+	Overflowed    bool     `json:"overflowed"`
+	DirtyTables   []string `json:"dirty_tables"`
+	TriggerWrites []string `json:"triggers_writing_other_tables"`
+	proxy.MirroringStatus
+}
+
+func (dw *dualWrite) status() mirrorStatus {
+	s := dw.mirror.Stats()
+	st := mirrorStatus{
+		Queued: s.Queued, Spooled: s.Spooled, SpoolBytes: s.SpoolBytes, Applied: s.Applied, Failed: s.Failed,
+		DeadLettered: s.DeadLettered, Dropped: s.Dropped, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
+		LastSeq: s.LastSeq, Spooling: s.Spooling, Overflowed: s.Overflowed, DirtyTables: s.DirtyTables,
+		TriggerWrites:   []string{},
+		MirroringStatus: dw.mirroring.Status(),
+	}
+	if st.DirtyTables == nil {
+		st.DirtyTables = []string{}
+	}
+	for _, t := range dw.catalog.Catalog().SortedTables() {
+		for _, tr := range t.TriggersWritingOtherTables() {
+			st.TriggerWrites = append(st.TriggerWrites, t.QualifiedName()+": "+tr.Name)
+		}
+	}
+	return st
+}
+
+func (dw *dualWrite) close(ctx context.Context) error {
+	return dw.mirror.Close(ctx)
+}
