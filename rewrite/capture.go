@@ -3,6 +3,7 @@ package rewrite
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -27,8 +28,39 @@ const (
 )
 
 // oldRowAlias names the self-join that gives a key-changing UPDATE access to
-// the row's key before the update.
-const oldRowAlias = "__shadowproxy_old"
+// the row's key before the update; oldKeyColumn prefixes its columns. The
+// join is a subquery whose columns have names of their own, so that the
+// client's unqualified column references stay unambiguous.
+const (
+	oldRowAlias  = "__shadowproxy_old"
+	oldKeyColumn = "__shadowproxy_k"
+)
+
+// oldKeySubselect returns "(SELECT k0 AS __shadowproxy_k0, ... FROM t) AS
+// __shadowproxy_old" for the UPDATE's target table.
+func oldKeySubselect(rel *pg.RangeVar, key []string) (*pg.Node, error) {
+	var cols []string
+	for i, k := range key {
+		cols = append(cols, fmt.Sprintf("%s AS %s%d", quoteIdent(k), oldKeyColumn, i))
+	}
+	table := quoteIdent(rel.Relname)
+	if rel.Schemaname != "" {
+		table = quoteIdent(rel.Schemaname) + "." + table
+	}
+	only := ""
+	if !rel.Inh {
+		only = "ONLY "
+	}
+	tmpl := fmt.Sprintf("SELECT 1 FROM (SELECT %s FROM %s%s) AS %s", strings.Join(cols, ", "), only, table, oldRowAlias)
+	tree, err := pg.Parse(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: old-key join: %w", err)
+	}
+	return tree.Stmts[0].Stmt.GetSelectStmt().FromClause[0], nil
+}
+
+// quoteIdent quotes an identifier for Postgres.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // CaptureOp is the kind of write a capture plan rewrites.
 type CaptureOp uint8
@@ -147,22 +179,25 @@ func PlanCapture(sql string, keyOf KeyFunc) (*Capture, error) {
 	c.ClientReturning = len(*returning) > 0
 	*returning = append(*returning,
 		resTarget(CaptureLSNColumn, funcCall("pg_current_wal_insert_lsn")),
-		resTarget(CaptureTableColumn, columnRef(pg.MakeStrNode("tableoid"))),
+		resTarget(CaptureTableColumn, columnRef(pg.MakeStrNode(ref), pg.MakeStrNode("tableoid"))),
 		resTarget("", columnRef(pg.MakeStrNode(ref), pg.MakeAStarNode())),
 	)
 	if c.Op == CaptureUpdate && keyOf != nil {
 		if key, ok := keyOf(c.Table); ok && overlaps(key, c.SetColumns) {
 			u := tree.Stmts[0].Stmt.GetUpdateStmt()
-			old := &pg.RangeVar{Schemaname: rel.Schemaname, Relname: rel.Relname, Inh: true, Relpersistence: "p",
-				Alias: &pg.Alias{Aliasname: oldRowAlias}, Location: -1}
-			u.FromClause = append(u.FromClause, &pg.Node{Node: &pg.Node_RangeVar{RangeVar: old}})
+			old, err := oldKeySubselect(rel, key)
+			if err != nil {
+				return nil, err
+			}
+			u.FromClause = append(u.FromClause, old)
 			var conds []*pg.Node
 			for i, k := range key {
+				col := fmt.Sprintf("%s%d", oldKeyColumn, i)
 				conds = append(conds, pg.MakeAExprNode(pg.A_Expr_Kind_AEXPR_OP, []*pg.Node{pg.MakeStrNode("=")},
-					columnRef(pg.MakeStrNode(oldRowAlias), pg.MakeStrNode(k)),
+					columnRef(pg.MakeStrNode(oldRowAlias), pg.MakeStrNode(col)),
 					columnRef(pg.MakeStrNode(ref), pg.MakeStrNode(k)), -1))
 				u.ReturningList = append(u.ReturningList,
-					resTarget(fmt.Sprintf("%s%d", CaptureOldKeyPrefix, i), columnRef(pg.MakeStrNode(oldRowAlias), pg.MakeStrNode(k))))
+					resTarget(fmt.Sprintf("%s%d", CaptureOldKeyPrefix, i), columnRef(pg.MakeStrNode(oldRowAlias), pg.MakeStrNode(col))))
 			}
 			if u.WhereClause != nil {
 				conds = append(conds, u.WhereClause)

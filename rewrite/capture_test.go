@@ -7,7 +7,7 @@ import (
 )
 
 func TestPlanCapture(t *testing.T) {
-	suffix := `__shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, `
+	suffix := `__shadowproxy_lsn, `
 	for _, tc := range []struct {
 		in         string
 		op         CaptureOp
@@ -17,13 +17,13 @@ func TestPlanCapture(t *testing.T) {
 		set        []string
 		notCapt    string
 	}{
-		{in: "insert into t (v) values ($1)", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.*"},
-		{in: "INSERT INTO s.t AS x (v) VALUES ('a'), ('b') ON CONFLICT (id) DO UPDATE SET v = excluded.v", op: CaptureInsert, table: "s.t", wantSuffix: suffix + "x.*"},
-		{in: "insert into t select * from u returning id", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.*", clientRet: true},
-		{in: "update t set v = now(), w = 1 where id = $1", op: CaptureUpdate, table: "t", wantSuffix: suffix + "t.*", set: []string{"v", "w"}},
-		{in: `update "T" x set v = u.v from u where u.id = x.id`, op: CaptureUpdate, table: "T", wantSuffix: suffix + "x.*", set: []string{"v"}},
-		{in: "delete from t using u where t.id = u.id returning t.id", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.*", clientRet: true},
-		{in: "with a as (select 1) delete from t where id in (select * from a)", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.*"},
+		{in: "insert into t (v) values ($1)", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.tableoid AS __shadowproxy_tableoid, t.*"},
+		{in: "INSERT INTO s.t AS x (v) VALUES ('a'), ('b') ON CONFLICT (id) DO UPDATE SET v = excluded.v", op: CaptureInsert, table: "s.t", wantSuffix: suffix + "x.tableoid AS __shadowproxy_tableoid, x.*"},
+		{in: "insert into t select * from u returning id", op: CaptureInsert, table: "t", wantSuffix: suffix + "t.tableoid AS __shadowproxy_tableoid, t.*", clientRet: true},
+		{in: "update t set v = now(), w = 1 where id = $1", op: CaptureUpdate, table: "t", wantSuffix: suffix + "t.tableoid AS __shadowproxy_tableoid, t.*", set: []string{"v", "w"}},
+		{in: `update "T" x set v = u.v from u where u.id = x.id`, op: CaptureUpdate, table: "T", wantSuffix: suffix + "x.tableoid AS __shadowproxy_tableoid, x.*", set: []string{"v"}},
+		{in: "delete from t using u where t.id = u.id returning t.id", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.tableoid AS __shadowproxy_tableoid, t.*", clientRet: true},
+		{in: "with a as (select 1) delete from t where id in (select * from a)", op: CaptureDelete, table: "t", wantSuffix: suffix + "t.tableoid AS __shadowproxy_tableoid, t.*"},
 		{in: "with a as (delete from u returning id) insert into t select * from a", notCapt: "data-modifying WITH"},
 		{in: "merge into t using u on t.id = u.id when matched then delete", notCapt: "MERGE"},
 		{in: "truncate t", notCapt: "not an INSERT"},
@@ -82,11 +82,11 @@ func TestPlanCaptureKeyChangingUpdate(t *testing.T) {
 	}
 	for _, tc := range []struct{ in, want string }{
 		{"update t set id = id + 100 where v = 'x'",
-			"UPDATE t SET id = id + 100 FROM t __shadowproxy_old WHERE __shadowproxy_old.id = t.id AND v = 'x' RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, t.*, __shadowproxy_old.id AS __shadowproxy_oldkey_0"},
+			"UPDATE t SET id = id + 100 FROM (SELECT id AS __shadowproxy_k0 FROM t) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = t.id AND v = 'x' RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, t.tableoid AS __shadowproxy_tableoid, t.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0"},
 		{"update s.c as x set b = b || '!' from u where u.a = x.a returning x.a",
-			"UPDATE s.c x SET b = b || '!' FROM u, s.c __shadowproxy_old WHERE __shadowproxy_old.a = x.a AND __shadowproxy_old.b = x.b AND u.a = x.a RETURNING x.a, pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, x.*, __shadowproxy_old.a AS __shadowproxy_oldkey_0, __shadowproxy_old.b AS __shadowproxy_oldkey_1"},
+			"UPDATE s.c x SET b = b || '!' FROM u, (SELECT a AS __shadowproxy_k0, b AS __shadowproxy_k1 FROM s.c) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = x.a AND __shadowproxy_old.__shadowproxy_k1 = x.b AND u.a = x.a RETURNING x.a, pg_current_wal_insert_lsn() AS __shadowproxy_lsn, x.tableoid AS __shadowproxy_tableoid, x.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0, __shadowproxy_old.__shadowproxy_k1 AS __shadowproxy_oldkey_1"},
 		// Not a key column: no self-join.
-		{"update t set v = 1", "UPDATE t SET v = 1 RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, tableoid AS __shadowproxy_tableoid, t.*"},
+		{"update t set v = 1", "UPDATE t SET v = 1 RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, t.tableoid AS __shadowproxy_tableoid, t.*"},
 	} {
 		c, err := PlanCapture(tc.in, keys)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -17,8 +18,8 @@ import (
 type MySQLStatement struct {
 	// SQL is the MySQL text. It assumes a session with sql_mode including
 	// NO_BACKSLASH_ESCAPES and not ANSI_QUOTES, and time_zone '+00:00':
-	// string literals are '...' with ” doubling and backslashes literal,
-	// identifiers are `...`.
+	// string literals are quoted with single quotes, an embedded quote is
+	// doubled and backslashes are literal; identifiers are `...`.
 	SQL string
 	// Args has one entry per `?` in SQL, in order: the 0-based index of the
 	// Postgres parameter ($1 is 0) whose value binds there. A parameter may
@@ -45,8 +46,9 @@ func (m *MySQLStatement) BindArgs(pgArgs []any) ([]any, error) {
 // mirrored and is reported.
 type UnsupportedError struct {
 	// Construct names what was refused, e.g. "RETURNING", "function
-	// date_trunc", "cast to interval", "= ANY(array parameter)". Values are
-	// few and stable enough to count in metrics.
+	// date_trunc", "cast to interval", "= ANY/ALL(array parameter or
+	// expression)". Function, operator and cast names are part of some
+	// values, so they are few but not a closed set.
 	Construct string
 }
 
@@ -74,18 +76,23 @@ func WithSchemaMap(m map[string]string) TranslateOption {
 // UPDATE with multi-column SET and UPDATE ... FROM; DELETE with USING; SELECT
 // with joins, subqueries, GROUP BY, ORDER BY (keeping Postgres NULL
 // ordering), LIMIT/OFFSET, UNION and FOR UPDATE/SHARE. Expressions: the
-// comparison, arithmetic, bitwise and boolean operators, IS [NOT] NULL,
+// comparison, arithmetic and boolean operators, IS [NOT] NULL,
 // IS [NOT] TRUE/FALSE/UNKNOWN, IS [NOT] DISTINCT FROM, [NOT] IN, BETWEEN,
 // LIKE/ILIKE with ESCAPE, = ANY(ARRAY[...]), CASE, COALESCE, NULLIF, ||,
-// casts to the common types, string/number/bit literals (E”, U&”, $$ $$
-// included), $n parameters and a list of functions with equal semantics.
+// casts to the common types, string, number and bit literals (escape,
+// Unicode and dollar-quoted strings included), $n parameters and a list of
+// functions with equal semantics.
 //
-// Refused, among others: RETURNING, WITH, ON CONFLICT updates whose SET
-// reads a column assigned before it (MySQL evaluates left to right), `/`
-// unless an operand is visibly non-integer (Postgres divides integers
-// exactly), GREATEST/LEAST (NULL handling differs), regular expressions,
-// JSON operators, arrays, intervals and unknown functions.
+// Refused, among others: RETURNING, WITH, SET lists that read a column
+// assigned before it (MySQL evaluates left to right), `/` unless an operand
+// is visibly non-integer (Postgres divides integers exactly), bitwise
+// operators (MySQL's are unsigned 64-bit), GREATEST/LEAST (NULL handling
+// differs), date arithmetic, regular expressions, JSON operators, arrays,
+// intervals and unknown functions.
 func TranslateToMySQL(sql string, opts ...TranslateOption) (*MySQLStatement, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, fmt.Errorf("rewrite: %w", errNUL)
+	}
 	tree, err := pg.Parse(sql)
 	if err != nil {
 		return nil, fmt.Errorf("rewrite: parsing statement: %w", err)
@@ -131,6 +138,9 @@ type translator struct {
 	// excluded is set inside ON CONFLICT DO UPDATE, where EXCLUDED.c is the
 	// row proposed for insertion: MySQL's VALUES(c).
 	excluded bool
+	// allowStar is set while emitting a SELECT output column, the only
+	// place MySQL takes * or t.*.
+	allowStar bool
 }
 
 func (t *translator) unsupported(construct string) {
@@ -151,9 +161,22 @@ func (t *translator) w(s ...string) {
 	}
 }
 
-// quoteIdent renders an identifier for MySQL. The parser has already folded
-// unquoted Postgres identifiers to lower case and kept quoted ones as written.
-func quoteIdent(name string) string {
+// ident renders an identifier for MySQL. The parser has already folded
+// unquoted Postgres identifiers to lower case and kept quoted ones as
+// written. Names MySQL cannot hold (empty, ending in a space, longer than 64
+// characters, outside the Basic Multilingual Plane) are refused.
+func (t *translator) ident(name string) string {
+	switch {
+	case name == "", strings.HasSuffix(name, " "), utf8.RuneCountInString(name) > 64:
+		t.unsupported("identifier MySQL cannot hold")
+	default:
+		for _, r := range name {
+			if r > 0xFFFF || r == utf8.RuneError {
+				t.unsupported("identifier MySQL cannot hold")
+				break
+			}
+		}
+	}
 	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
 }
 
@@ -175,10 +198,10 @@ func (t *translator) table(rv *pg.RangeVar) {
 			db = s
 		}
 		if db != "" {
-			t.w(quoteIdent(db), ".")
+			t.w(t.ident(db), ".")
 		}
 	}
-	t.w(quoteIdent(rv.GetRelname()))
+	t.w(t.ident(rv.GetRelname()))
 }
 
 // tableRef emits a table in a FROM list, with its alias.
@@ -194,14 +217,14 @@ func (t *translator) alias(a *pg.Alias) {
 	if len(a.GetColnames()) > 0 {
 		t.unsupported("alias with column names")
 	}
-	t.w(" AS ", quoteIdent(a.GetAliasname()))
+	t.w(" AS ", t.ident(a.GetAliasname()))
 }
 
 // targetName is the qualifier that designates an UPDATE/DELETE target in
 // MySQL: its alias if it has one, else its (mapped) name.
 func (t *translator) targetName(rv *pg.RangeVar) string {
 	if a := rv.GetAlias(); a != nil {
-		return quoteIdent(a.GetAliasname())
+		return t.ident(a.GetAliasname())
 	}
 	sub := &translator{schemas: t.schemas}
 	sub.table(rv)
@@ -245,7 +268,7 @@ func (t *translator) insert(s *pg.InsertStmt) {
 			if i > 0 {
 				t.w(", ")
 			}
-			t.w(quoteIdent(c))
+			t.w(t.ident(c))
 		}
 		t.w(")")
 	}
@@ -264,7 +287,12 @@ func (t *translator) insert(s *pg.InsertStmt) {
 				t.w(", ")
 			}
 			t.w("(")
-			t.exprList(row.GetList().GetItems())
+			for j, v := range row.GetList().GetItems() {
+				if j > 0 {
+					t.w(", ")
+				}
+				t.value(v)
+			}
 			t.w(")")
 		}
 	case src != nil:
@@ -309,7 +337,7 @@ func (t *translator) onConflict(oc *pg.OnConflictClause, rel *pg.RangeVar, cols 
 			t.unsupported("ON CONFLICT DO NOTHING without a column list or conflict column")
 			return
 		}
-		t.w(" ON DUPLICATE KEY UPDATE ", quoteIdent(col), " = ", quoteIdent(col))
+		t.w(" ON DUPLICATE KEY UPDATE ", t.ident(col), " = ", t.ident(col))
 	case pg.OnConflictAction_ONCONFLICT_UPDATE:
 		sets := t.assignments(oc.GetTargetList())
 		if t.err != nil {
@@ -322,7 +350,7 @@ func (t *translator) onConflict(oc *pg.OnConflictClause, rel *pg.RangeVar, cols 
 			if i > 0 {
 				t.w(", ")
 			}
-			t.w(quoteIdent(a.col), " = ")
+			t.w(t.ident(a.col), " = ")
 			if where := oc.GetWhereClause(); where != nil {
 				// DO UPDATE ... WHERE cond leaves the row alone when cond
 				// is not true: assign the column to itself then.
@@ -330,9 +358,9 @@ func (t *translator) onConflict(oc *pg.OnConflictClause, rel *pg.RangeVar, cols 
 				t.expr(where)
 				t.w(", ")
 				t.expr(a.val)
-				t.w(", ", quoteIdent(a.col), ")")
+				t.w(", ", t.ident(a.col), ")")
 			} else {
-				t.expr(a.val)
+				t.value(a.val)
 			}
 		}
 		t.excluded = false
@@ -493,8 +521,8 @@ func (t *translator) update(s *pg.UpdateStmt) {
 		if i > 0 {
 			t.w(", ")
 		}
-		t.w(qual, quoteIdent(a.col), " = ")
-		t.expr(a.val)
+		t.w(qual, t.ident(a.col), " = ")
+		t.value(a.val)
 	}
 	if !multi && s.GetWhereClause() != nil {
 		t.w(" WHERE ")
@@ -570,6 +598,12 @@ func (t *translator) selectStmt(s *pg.SelectStmt) {
 		t.w("(")
 		t.selectStmt(s.GetRarg())
 		t.w(")")
+		if len(s.GetSortClause()) > 0 {
+			// MySQL restricts ORDER BY after UNION to plain result column
+			// names, which the NULL-ordering keys are not.
+			t.unsupported("ORDER BY on UNION")
+			return
+		}
 		t.orderLimit(s, nil)
 		return
 	default:
@@ -599,9 +633,16 @@ func (t *translator) selectStmt(s *pg.SelectStmt) {
 			t.w(", ")
 		}
 		rt := n.GetResTarget()
-		t.expr(rt.GetVal())
+		if isStar(rt.GetVal()) {
+			// * and t.* are only valid here, as whole output columns.
+			t.allowStar = true
+			t.expr(rt.GetVal())
+			t.allowStar = false
+		} else {
+			t.expr(rt.GetVal())
+		}
 		if rt.GetName() != "" {
-			t.w(" AS ", quoteIdent(rt.GetName()))
+			t.w(" AS ", t.ident(rt.GetName()))
 		}
 	}
 	if from := s.GetFromClause(); len(from) > 0 {
@@ -612,6 +653,13 @@ func (t *translator) selectStmt(s *pg.SelectStmt) {
 			}
 			t.fromItem(f, false)
 		}
+	} else if s.GetHavingClause() != nil {
+		t.unsupported("HAVING without FROM")
+		return
+	} else if s.GetWhereClause() != nil || len(s.GetGroupClause()) > 0 ||
+		len(s.GetSortClause()) > 0 || s.GetLimitCount() != nil || s.GetLimitOffset() != nil || len(s.GetLockingClause()) > 0 {
+		// MySQL wants a FROM before the other clauses.
+		t.w(" FROM DUAL")
 	}
 	if w := s.GetWhereClause(); w != nil {
 		t.w(" WHERE ")
@@ -640,6 +688,9 @@ func (t *translator) selectStmt(s *pg.SelectStmt) {
 		t.unsupported("WINDOW")
 	}
 	t.orderLimit(s, targets)
+	if len(s.GetLockingClause()) > 1 {
+		t.unsupported("several locking clauses")
+	}
 	for _, l := range s.GetLockingClause() {
 		lc := l.GetLockingClause()
 		if len(lc.GetLockedRels()) > 0 {
@@ -684,6 +735,16 @@ func (t *translator) orderLimit(s *pg.SelectStmt, targets []*pg.Node) {
 					return
 				}
 				key = targets[idx].GetResTarget().GetVal()
+			} else if f := stringList(key.GetColumnRef().GetFields()); len(f) == 1 {
+				// A bare name means the output column of that name first,
+				// as in Postgres; use its expression so the NULL-ordering
+				// key does not depend on MySQL resolving aliases.
+				for _, tg := range targets {
+					if rt := tg.GetResTarget(); rt.GetName() == f[0] && !isStar(rt.GetVal()) {
+						key = rt.GetVal()
+						break
+					}
+				}
 			}
 			desc := false
 			switch sb.GetSortbyDir() {
@@ -767,8 +828,17 @@ func (t *translator) fromItem(n *pg.Node, nested bool) {
 		if x.RangeSubselect.GetLateral() {
 			t.unsupported("LATERAL")
 		}
+		if x.RangeSubselect.GetAlias() == nil {
+			t.unsupported("subquery in FROM without alias")
+			return
+		}
+		sub := x.RangeSubselect.GetSubquery().GetSelectStmt()
+		if sub == nil {
+			t.unsupported("FROM item")
+			return
+		}
 		t.w("(")
-		t.selectStmt(x.RangeSubselect.GetSubquery().GetSelectStmt())
+		t.selectStmt(sub)
 		t.w(")")
 		t.alias(x.RangeSubselect.GetAlias())
 	case *pg.Node_JoinExpr:
@@ -804,7 +874,7 @@ func (t *translator) fromItem(n *pg.Node, nested bool) {
 				if i > 0 {
 					t.w(", ")
 				}
-				t.w(quoteIdent(c))
+				t.w(t.ident(c))
 			}
 			t.w(")")
 		}
@@ -821,6 +891,16 @@ func (t *translator) fromItem(n *pg.Node, nested bool) {
 }
 
 // ---------------------------------------------------------------- expressions
+
+// value emits an INSERT value or SET right-hand side: an expression or the
+// keyword DEFAULT, which is valid only there.
+func (t *translator) value(n *pg.Node) {
+	if n.GetSetToDefault() != nil {
+		t.w("DEFAULT")
+		return
+	}
+	t.expr(n)
+}
 
 func (t *translator) exprList(list []*pg.Node) {
 	for i, n := range list {
@@ -861,8 +941,14 @@ func (t *translator) expr(n *pg.Node) {
 	case *pg.Node_AConst:
 		t.constant(x.AConst)
 	case *pg.Node_ParamRef:
+		n := int(x.ParamRef.GetNumber())
+		if n < 1 {
+			// The grammar takes $0; Postgres rejects it later, and so do we.
+			t.fail(fmt.Errorf("rewrite: there is no parameter $%d", n))
+			return
+		}
 		t.w("?")
-		t.args = append(t.args, int(x.ParamRef.GetNumber())-1)
+		t.args = append(t.args, n-1)
 	case *pg.Node_ColumnRef:
 		t.columnRef(x.ColumnRef)
 	case *pg.Node_AExpr:
@@ -930,7 +1016,7 @@ func (t *translator) expr(n *pg.Node) {
 		t.exprList(x.RowExpr.GetArgs())
 		t.w(")")
 	case *pg.Node_SetToDefault:
-		t.w("DEFAULT")
+		t.unsupported("DEFAULT inside an expression")
 	default:
 		t.unsupported(nodeName(n))
 	}
@@ -985,16 +1071,25 @@ func (t *translator) constant(c *pg.A_Const) {
 			t.unsupported("bit string")
 			return
 		}
+		digits := bs[1:]
 		switch bs[0] {
 		case 'b', 'B':
-			t.w("b", quoteString(bs[1:]))
+			if strings.Trim(digits, "01") != "" {
+				t.fail(fmt.Errorf("rewrite: %q is not a valid binary digit string", digits))
+				return
+			}
+			t.w("b", quoteString(digits))
 		case 'x', 'X':
-			if len(bs[1:])%2 != 0 {
+			if !isHex(digits) {
+				t.fail(fmt.Errorf("rewrite: %q is not a valid hexadecimal digit string", digits))
+				return
+			}
+			if len(digits)%2 != 0 {
 				// MySQL wants whole bytes in X''; Postgres pads bits.
 				t.unsupported("hex bit string of odd length")
 				return
 			}
-			t.w("X", quoteString(bs[1:]))
+			t.w("X", quoteString(digits))
 		default:
 			t.unsupported("bit string")
 		}
@@ -1004,13 +1099,16 @@ func (t *translator) constant(c *pg.A_Const) {
 }
 
 // mysqlNumber rewrites a Postgres numeric literal (which may use _
-// separators or 0x/0o/0b prefixes) as a MySQL decimal literal.
+// separators or 0x/0o/0b prefixes) as a MySQL exact-value literal. Postgres
+// reads 1e3 as an exact numeric where MySQL would read a DOUBLE, so
+// exponents are expanded; literals beyond MySQL's DECIMAL limits (65 digits,
+// 30 after the point) are refused rather than rounded.
 func mysqlNumber(s string) (string, bool) {
 	s = strings.ReplaceAll(s, "_", "")
 	if m := radixNumber.FindStringSubmatch(s); m != nil {
 		base := map[byte]int{'x': 16, 'o': 8, 'b': 2}[strings.ToLower(m[2])[0]]
 		n, ok := new(big.Int).SetString(m[3], base)
-		if !ok {
+		if !ok || len(n.String()) > 65 {
 			return "", false
 		}
 		return m[1] + n.String(), true
@@ -1018,31 +1116,44 @@ func mysqlNumber(s string) (string, bool) {
 	if !plainNumber.MatchString(s) {
 		return "", false
 	}
-	// "1." and ".5" are valid in both dialects but spelled out for clarity.
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	if strings.HasPrefix(s, ".") {
-		s = "0" + s
+	mantissa, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		if err != nil || e > 1000 || e < -1000 {
+			return "", false
+		}
+		mantissa, exp = s[:i], e
 	}
-	s = strings.Replace(s, ".e", ".0e", 1)
-	s = strings.Replace(s, ".E", ".0E", 1)
-	if strings.HasSuffix(s, ".") {
-		s += "0"
+	scale := 0
+	if i := strings.IndexByte(mantissa, '.'); i >= 0 {
+		scale = len(mantissa) - i - 1
 	}
-	if neg {
-		s = "-" + s
+	scale = max(scale-exp, 0)
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || scale > 30 {
+		return "", false
 	}
-	return s, true
+	out := r.FloatString(scale)
+	digits := strings.TrimLeft(strings.NewReplacer("-", "", ".", "").Replace(out), "0")
+	if len(digits) > 65 {
+		return "", false
+	}
+	return out, true
 }
 
 func (t *translator) columnRef(c *pg.ColumnRef) {
 	fields := c.GetFields()
+	if len(fields) > 3 {
+		// database.table.column is as far as MySQL goes.
+		t.unsupported("column reference with a catalog")
+		return
+	}
 	parts := make([]string, 0, len(fields))
 	for i, f := range fields {
 		switch {
 		case f.GetString_() != nil:
 			parts = append(parts, f.GetString_().GetSval())
-		case f.GetAStar() != nil && i == len(fields)-1:
+		case f.GetAStar() != nil && i == len(fields)-1 && t.allowStar:
 			parts = append(parts, "*")
 		default:
 			t.unsupported("column reference")
@@ -1050,7 +1161,7 @@ func (t *translator) columnRef(c *pg.ColumnRef) {
 		}
 	}
 	if len(parts) == 2 && t.excluded && parts[0] == "excluded" && parts[1] != "*" {
-		t.w("VALUES(", quoteIdent(parts[1]), ")")
+		t.w("VALUES(", t.ident(parts[1]), ")")
 		return
 	}
 	if len(parts) >= 2 {
@@ -1066,7 +1177,7 @@ func (t *translator) columnRef(c *pg.ColumnRef) {
 		if p == "*" {
 			t.w("*")
 		} else {
-			t.w(quoteIdent(p))
+			t.w(t.ident(p))
 		}
 	}
 }
@@ -1343,13 +1454,14 @@ func (t *translator) like(e *pg.A_Expr, op string) {
 	}
 	t.w(" ESCAPE ")
 	if escape != nil {
-		if c := escape.GetAConst(); c != nil && c.GetSval() != nil && c.GetSval().GetSval() == "" {
-			// ESCAPE '' disables escaping in Postgres; MySQL needs a
-			// character, so pick one that cannot matter only if absent.
-			t.unsupported("LIKE ... ESCAPE ''")
+		// MySQL takes only a one-character literal; Postgres also allows
+		// '' (no escape) and expressions.
+		esc, ok := stringConst(escape)
+		if !ok || utf8.RuneCountInString(esc) != 1 {
+			t.unsupported("LIKE ... ESCAPE other than one character")
 			return
 		}
-		t.expr(escape)
+		t.w(quoteString(esc))
 	} else {
 		t.w(`'\'`)
 	}
