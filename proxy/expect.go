@@ -28,7 +28,7 @@ const (
 // ErrorResponse with the messages the server will now skip.
 type expectation struct {
 	kind    expKind
-	swallow bool // injected by the proxy: its responses never reach the client
+	swallow bool         // injected by the proxy: its responses never reach the client
 	desc    *stmtDesc    // Describe S injected by the proxy: fill it
 	portal  *portalState // Execute, Describe P, Bind
 	q       *queryState  // Query

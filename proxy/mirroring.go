@@ -42,11 +42,11 @@ type Mirroring struct {
 	translate func(sql string) (string, []int, error)
 
 	mu          sync.Mutex
-	prepared    map[string]*preparedTx      // PREPARE TRANSACTION gid → its changes
-	notMirrored map[string]*NotMirrored     // by fingerprint
-	drift       map[string]*SchemaDrift     // DDL seen, by fingerprint
-	pkless      map[string]bool             // tables without a primary key that were written
-	unknown     map[uint32]time.Time        // table OIDs missing from the catalog
+	prepared    map[string]*preparedTx  // PREPARE TRANSACTION gid → its changes
+	notMirrored map[string]*NotMirrored // by fingerprint
+	drift       map[string]*SchemaDrift // DDL seen, by fingerprint
+	pkless      map[string]bool         // tables without a primary key that were written
+	unknown     map[uint32]time.Time    // table OIDs missing from the catalog
 }
 
 type preparedTx struct {

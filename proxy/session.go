@@ -84,8 +84,8 @@ func (s *Server) serveConn(conn net.Conn) {
 		srv:      s,
 		st:       st,
 		upstream: st.up,
-		client: conn,
-		log:    s.log.With("client", conn.RemoteAddr().String()),
+		client:   conn,
+		log:      s.log.With("client", conn.RemoteAddr().String()),
 	}
 	ss.txStatus.Store('I')
 	defer func() {
