@@ -1,0 +1,337 @@
+package pgtarget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shadowproxy/shadowproxy/mirror"
+	"github.com/shadowproxy/shadowproxy/schema"
+)
+
+// Options configures a Target. Zero fields take the documented defaults.
+type Options struct {
+	// Logger receives connection events and warnings. Default slog.Default().
+	Logger *slog.Logger
+	// Timeout bounds one Apply, connecting included; when it expires the
+	// attempt fails as a transient error and the mirror retries the batch.
+	// Default 1 minute.
+	Timeout time.Duration
+	// NoReplicaRole leaves session_replication_role alone, so that the new
+	// database's triggers and foreign-key checks run for applied changes.
+	NoReplicaRole bool
+	// StatementCacheSize is the number of prepared statements kept per
+	// connection (one per table, operation and column set). Default 256.
+	StatementCacheSize int
+	// Lazy skips connecting in New: the first Apply connects. Use it when
+	// the proxy must start while the new database is down.
+	Lazy bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = time.Minute
+	}
+	if o.StatementCacheSize <= 0 {
+		o.StatementCacheSize = 256
+	}
+	return o
+}
+
+// Target applies mirrored batches to a PostgreSQL database over one
+// connection. It is safe for concurrent use, but applies one batch at a time.
+type Target struct {
+	cfg  *pgx.ConnConfig
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex // serializes Apply and Close; guards the fields below
+	conn    *pgx.Conn
+	stmts   *lru.Cache[string, *pgconn.StatementDescription] // by stmtKey, per connection
+	evicted []string                                         // statements to deallocate after the batch
+	nextID  uint64
+	tables  map[string]*tableInfo // the new database's view of each table, by Change.Table
+	closed  bool
+
+	replica    atomic.Bool // session_replication_role = replica is in effect
+	roleWarned bool
+}
+
+var _ mirror.Target = (*Target)(nil)
+
+// New returns a Target for the postgres:// URL (any form pgx.ParseConfig
+// takes). Unless opts.Lazy is set it connects at once, so that a wrong URL
+// or password shows at start-up.
+func New(ctx context.Context, url string, opts Options) (*Target, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("pgtarget: %w", err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "shadowproxy-mirror"
+	}
+	o := opts.withDefaults()
+	t := &Target{cfg: cfg, opts: o, log: o.Logger, tables: map[string]*tableInfo{}}
+	if !o.Lazy {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		if err := t.connect(cctx); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// ReplicaRole reports whether applied changes run with
+// session_replication_role = replica, which keeps the new database's
+// ordinary triggers and foreign-key checks from firing (triggers enabled
+// ALWAYS or REPLICA still fire). It is false when Options.NoReplicaRole is
+// set, when the role may not set it (it needs superuser, or on PostgreSQL 15
+// and later GRANT SET ON PARAMETER session_replication_role), and before the
+// first connection of a Lazy target: the proxy reports it at start-up.
+func (t *Target) ReplicaRole() bool { return t.replica.Load() }
+
+// Close closes the connection. Apply fails after Close.
+func (t *Target) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	t.dropConn()
+	return nil
+}
+
+// errClosed is returned by Apply after Close.
+var errClosed = errors.New("pgtarget: target closed")
+
+// connect opens the connection and sets the session up. Called with mu held.
+func (t *Target) connect(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, t.cfg)
+	if err != nil {
+		return fmt.Errorf("pgtarget: connect: %w", err)
+	}
+	replica := false
+	if !t.opts.NoReplicaRole {
+		_, err := conn.Exec(ctx, "SET session_replication_role = replica")
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			replica = true
+		case errors.As(err, &pgErr) && pgErr.Code == "42501": // insufficient_privilege
+			if !t.roleWarned {
+				t.roleWarned = true
+				t.log.Warn("pgtarget: not permitted to set session_replication_role = replica; "+
+					"triggers and foreign-key checks of the new database will fire for mirrored changes",
+					"err", pgErr.Message)
+			}
+		default:
+			conn.Close(context.Background())
+			return fmt.Errorf("pgtarget: session setup: %w", err)
+		}
+	}
+	stmts, err := lru.NewWithEvict(t.opts.StatementCacheSize, func(_ string, sd *pgconn.StatementDescription) {
+		t.evicted = append(t.evicted, sd.Name)
+	})
+	if err != nil {
+		conn.Close(context.Background())
+		return fmt.Errorf("pgtarget: %w", err)
+	}
+	t.conn, t.stmts, t.evicted = conn, stmts, nil
+	t.replica.Store(replica)
+	t.log.Debug("pgtarget: connected", "host", t.cfg.Host, "database", t.cfg.Database, "replica_role", replica)
+	return nil
+}
+
+// dropConn closes the connection after a transient error: its state (an
+// interrupted batch, the prepared statements) is unknown, and the next Apply
+// starts over on a new one. Called with mu held.
+func (t *Target) dropConn() {
+	if t.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	t.conn.Close(ctx)
+	t.conn, t.stmts, t.evicted = nil, nil, nil
+}
+
+// Apply applies the batch as one transaction: the statements are sent in
+// one round trip (prepared once per connection) and run in the implicit
+// transaction of the extended protocol, which commits at the final Sync or
+// rolls back as a whole at the first error.
+func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errClosed
+	}
+	if len(b.Changes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
+	defer cancel()
+	if t.conn == nil || t.conn.IsClosed() {
+		t.conn = nil
+		if err := t.connect(ctx); err != nil {
+			return err
+		}
+	}
+	err := t.apply(ctx, b)
+	var rej *mirror.RejectError
+	switch {
+	case err == nil:
+	case errors.As(err, &rej):
+		if len(rej.SQLState) >= 2 && rej.SQLState[:2] == "42" {
+			// A table or column is missing or different: the new schema
+			// may be changing, so read it again for the next batch.
+			clear(t.tables)
+		}
+	default:
+		t.dropConn()
+		return err
+	}
+	t.deallocateEvicted(ctx)
+	return err
+}
+
+// apply prepares what the batch needs and runs it. Called with mu held and a
+// connection open.
+func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
+	if err := t.loadTables(ctx, b); err != nil {
+		return err
+	}
+	pc := t.conn.PgConn()
+	batch := &pgconn.Batch{}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		st, err := t.plan(c)
+		if err != nil {
+			return &mirror.RejectError{Err: err, ChangeIndex: i}
+		}
+		sd, err := t.prepare(ctx, st)
+		if err != nil {
+			return classify(fmt.Errorf("pgtarget: prepare %s of %s: %w", c.Op, c.Table, err), i)
+		}
+		batch.ExecStatement(sd, st.params, nil, nil)
+	}
+	mrr := pc.ExecBatch(ctx, batch)
+	done := 0
+	for mrr.NextResult() {
+		if _, err := mrr.ResultReader().Close(); err != nil {
+			break
+		}
+		done++
+	}
+	if err := mrr.Close(); err != nil {
+		if done >= len(b.Changes) {
+			// Every statement ran: the error came with the commit.
+			return classify(fmt.Errorf("pgtarget: commit: %w", err), -1)
+		}
+		c := &b.Changes[done]
+		return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done)
+	}
+	return nil
+}
+
+// prepare returns the prepared statement for st, preparing it on first use.
+func (t *Target) prepare(ctx context.Context, st *statement) (*pgconn.StatementDescription, error) {
+	key := st.key()
+	if sd, ok := t.stmts.Get(key); ok {
+		return sd, nil
+	}
+	t.nextID++
+	name := "shadowproxy_" + strconv.FormatUint(t.nextID, 10)
+	sd, err := t.conn.PgConn().Prepare(ctx, name, st.sql, st.oids)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts.Add(key, sd)
+	return sd, nil
+}
+
+// deallocateEvicted closes the statements the cache evicted. They are kept
+// until after the batch, which may still use them.
+func (t *Target) deallocateEvicted(ctx context.Context) {
+	for len(t.evicted) > 0 && t.conn != nil {
+		name := t.evicted[0]
+		if err := t.conn.PgConn().Deallocate(ctx, name); err != nil {
+			// Harmless for this batch; a connection that fails here fails
+			// the next Apply too and is replaced then.
+			t.log.Debug("pgtarget: deallocate", "statement", name, "err", err)
+			t.dropConn()
+			return
+		}
+		t.evicted = t.evicted[1:]
+	}
+}
+
+// tableInfo is what the target needs to know about a table of the new
+// database to write row images into it.
+type tableInfo struct {
+	exists         bool
+	primaryKey     []string
+	generated      map[string]bool // stored generated columns: never written
+	identityAlways map[string]bool // GENERATED ALWAYS AS IDENTITY columns
+}
+
+// loadTables reads the new database's catalog for the tables of the batch
+// it has not seen yet, in one round of queries.
+func (t *Target) loadTables(ctx context.Context, b *mirror.Batch) error {
+	var missing []string
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		if c.Op == mirror.OpStatement {
+			continue
+		}
+		if _, ok := t.tables[c.Table]; !ok {
+			missing = append(missing, c.Table)
+			t.tables[c.Table] = nil // placeholder, so names are queried once
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	cat, err := schema.LoadTables(ctx, t.conn, missing...)
+	if err != nil {
+		for _, n := range missing {
+			delete(t.tables, n)
+		}
+		return fmt.Errorf("pgtarget: read the new database's catalog: %w", err)
+	}
+	for _, n := range missing {
+		info := &tableInfo{}
+		if tb := cat.Tables[schema.QualifiedName(schema.SplitName(n))]; tb != nil {
+			info.exists = true
+			info.primaryKey = tb.PrimaryKey
+			for _, col := range tb.Columns {
+				if col.Generated {
+					if info.generated == nil {
+						info.generated = map[string]bool{}
+					}
+					info.generated[col.Name] = true
+				}
+				if col.Identity == schema.IdentityAlways {
+					if info.identityAlways == nil {
+						info.identityAlways = map[string]bool{}
+					}
+					info.identityAlways[col.Name] = true
+				}
+			}
+		}
+		t.tables[n] = info
+	}
+	return nil
+}

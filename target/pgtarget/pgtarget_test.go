@@ -1,0 +1,492 @@
+package pgtarget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shadowproxy/shadowproxy/internal/testdb"
+	"github.com/shadowproxy/shadowproxy/mirror"
+	"github.com/shadowproxy/shadowproxy/schema"
+	"github.com/shadowproxy/shadowproxy/target/internal/targettest"
+)
+
+// pg is one server shared by the package's tests; each test uses its own
+// pair of databases, old_<test> and new_<test>.
+var pg *testdb.Postgres
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	var err error
+	pg, err = testdb.NewPostgres(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtarget tests: start postgres:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	pg.Close()
+	os.Exit(code)
+}
+
+// env is an old and a new database with the fixture, the old one's
+// catalog, and a target on the new one.
+type env struct {
+	ctx      context.Context
+	old, new *pgx.Conn
+	newURL   string
+	cat      *schema.Catalog
+	target   *Target
+}
+
+func setup(t testing.TB, srv *testdb.Postgres, opts Options, newDDL string) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{ctx: ctx}
+	oldName, newName := targettest.DBName("old", t), targettest.DBName("new", t)
+	for _, n := range []string{oldName, newName} {
+		srv.Exec(t, "DROP DATABASE IF EXISTS "+n)
+		srv.Exec(t, "CREATE DATABASE "+n)
+	}
+	e.newURL = srv.URL("postgres", "", newName)
+	e.old, e.new = connect(t, srv.URL("postgres", "", oldName)), connect(t, e.newURL)
+	exec(t, e.old, targettest.Schema+targettest.Rows)
+	exec(t, e.new, targettest.Schema+newDDL)
+	var err error
+	if e.cat, err = schema.Load(ctx, e.old); err != nil {
+		t.Fatal(err)
+	}
+	if e.target, err = New(ctx, e.newURL, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.target.Close() })
+	return e
+}
+
+func connect(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func exec(t testing.TB, conn *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func (e *env) capture(t testing.TB, table, where string) []mirror.Change {
+	return targettest.Capture(e.ctx, t, e.old, e.cat, table, where)
+}
+
+func (e *env) apply(t testing.TB, changes ...mirror.Change) {
+	t.Helper()
+	if err := e.target.Apply(e.ctx, &mirror.Batch{Changes: changes}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+}
+
+// dump returns the rows of table in text format, in the same TimeZone on
+// both sides, so that equal values print equally.
+func dump(t testing.TB, conn *pgx.Conn, table string) []string {
+	t.Helper()
+	ctx := context.Background()
+	exec(t, conn, "SET TimeZone = 'UTC'")
+	res := conn.PgConn().ExecParams(ctx, "SELECT * FROM "+table+" t ORDER BY t::text", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	var out []string
+	for _, row := range res.Rows {
+		var b strings.Builder
+		for i, v := range row {
+			if i > 0 {
+				b.WriteString(" | ")
+			}
+			if v == nil {
+				b.WriteString("NULL")
+			} else {
+				fmt.Fprintf(&b, "%q", v)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+func (e *env) assertSame(t testing.TB, tables ...string) {
+	t.Helper()
+	for _, tb := range tables {
+		old, new := dump(t, e.old, tb), dump(t, e.new, tb)
+		if !slices.Equal(old, new) {
+			t.Errorf("table %s differs:\nold:\n  %s\nnew:\n  %s", tb, strings.Join(old, "\n  "), strings.Join(new, "\n  "))
+		}
+	}
+}
+
+func TestApplyEveryType(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	var changes []mirror.Change
+	for _, tb := range []string{"public.every", "public.items", "public.tokens", "public.parent", "public.child"} {
+		changes = append(changes, e.capture(t, tb, "")...)
+	}
+	batch := &mirror.Batch{Changes: changes}
+	if err := e.target.Apply(e.ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	e.assertSame(t, "every", "items", "tokens", "parent", "child")
+	// At-least-once delivery: the same batch again changes nothing.
+	if err := e.target.Apply(e.ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	e.assertSame(t, "every", "items", "tokens", "parent", "child")
+	if !e.target.ReplicaRole() {
+		t.Error("the superuser may set the replica role")
+	}
+}
+
+func TestUpdatesDeletesAndKeyChanges(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	e.apply(t, e.capture(t, "public.items", "")...)
+
+	// Real writes on the old database, then their row images.
+	exec(t, e.old, `
+UPDATE items SET qty = qty + 1 WHERE sku = 'A-1' AND n = 2;
+DELETE FROM items WHERE sku = 'b 2';
+UPDATE items SET n = 99 WHERE sku = 'A-1' AND n = 1;
+INSERT INTO items (sku, n) VALUES ('new', 7);
+UPDATE tokens SET v = NULL WHERE v = 'one';`)
+	pk := []string{"sku", "n"}
+	changes := []mirror.Change{}
+	changes = append(changes, e.capture(t, "public.items", "sku = 'A-1' AND n = 2")...)
+	changes = append(changes, targettest.Delete("public.items", pk, "b 2", "-5"))
+	// A key-changing update: delete of the old key, upsert of the new row.
+	changes = append(changes, targettest.Delete("public.items", pk, "A-1", "1"))
+	changes = append(changes, e.capture(t, "public.items", "n IN (99, 7)")...)
+	changes = append(changes, e.capture(t, "public.tokens", "")...)
+	// Deleting a row that is not there is not an error (idempotency).
+	changes = append(changes, targettest.Delete("public.items", pk, "never", "0"))
+	e.apply(t, changes...)
+	e.assertSame(t, "items", "tokens")
+	e.apply(t, changes...)
+	e.assertSame(t, "items", "tokens")
+}
+
+func TestStatements(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	exec(t, e.old, `INSERT INTO log VALUES ('a', '2024-01-01 10:00:00+05:30'), ('b', NULL), ('a', '2024-01-01 10:00:00+05:30')`)
+	cols := []mirror.Column{{Name: "msg", TypeOID: 25}, {Name: "at", TypeOID: 1184}}
+	ins := func(msg, at mirror.Value) mirror.Change {
+		return mirror.Change{Op: mirror.OpStatement, Table: "public.log", SQL: "INSERT INTO log (msg, at) VALUES ($1, $2)",
+			Columns: cols, Args: []mirror.Value{msg, at}}
+	}
+	e.apply(t,
+		ins(mirror.Text("a"), mirror.Text("2024-01-01 10:00:00+05:30")),
+		ins(mirror.Text("b"), mirror.Null),
+		ins(mirror.Text("a"), mirror.Text("2024-01-01 04:30:00+00")),
+		// Without argument descriptions the server infers the types.
+		mirror.Change{Op: mirror.OpStatement, Table: "public.log", SQL: "INSERT INTO log (msg) VALUES ($1)", Args: []mirror.Value{mirror.Text("c")}},
+		mirror.Change{Op: mirror.OpStatement, Table: "public.log", SQL: "DELETE FROM log WHERE msg = $1", Args: []mirror.Value{mirror.Text("c")}},
+	)
+	e.assertSame(t, "log")
+	// With the built-in OID given, "$1 + 1" is integer arithmetic.
+	e.apply(t, mirror.Change{Op: mirror.OpStatement, Table: "public.tokens",
+		SQL:     "INSERT INTO tokens VALUES ('6ba7b812-9dad-11d1-80b4-00c04fd430c8', ($1 + 1)::text)",
+		Columns: []mirror.Column{{Name: "$1", TypeOID: 23}}, Args: []mirror.Value{mirror.Text("41")}})
+	var v string
+	if err := e.new.QueryRow(e.ctx, "SELECT v FROM tokens WHERE id = '6ba7b812-9dad-11d1-80b4-00c04fd430c8'").Scan(&v); err != nil || v != "42" {
+		t.Errorf("statement with typed argument: %q %v", v, err)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	e := setup(t, pg, Options{}, "CREATE UNIQUE INDEX tokens_v ON tokens (v);")
+	tokens := e.capture(t, "public.tokens", "")
+	good := tokens[0]
+	dupV := targettest.Set(tokens[1], "v", targettest.Value(good, "v"))
+	every := e.capture(t, "public.every", "id = 1")[0]
+	missing := good
+	missing.Table = "public.missing"
+
+	tests := []struct {
+		name     string
+		changes  []mirror.Change
+		sqlState string
+		index    int
+	}{
+		{"unique violation", []mirror.Change{good, dupV}, "23505", 1},
+		{"missing table", []mirror.Change{good, missing}, "42P01", 1},
+		{"missing column", []mirror.Change{good, func() mirror.Change {
+			c := good
+			c.Columns = append(slices.Clone(c.Columns), mirror.Column{Name: "nope", TypeOID: 25})
+			c.Row = append(slices.Clone(c.Row), mirror.Text("x"))
+			return c
+		}()}, "42703", 1},
+		{"invalid value", []mirror.Change{good, targettest.Set(every, "i4", mirror.Text("not a number"))}, "22P02", 1},
+		{"out of range", []mirror.Change{targettest.Set(every, "i2", mirror.Text("70000")), good}, "22003", 0},
+		{"bad statement", []mirror.Change{good, {Op: mirror.OpStatement, Table: "public.log", SQL: "INSERT INTO nowhere VALUES (1)"}}, "42P01", 1},
+		{"malformed change", []mirror.Change{good, {Op: mirror.OpUpsert, Table: "public.tokens", Columns: good.Columns}}, "", 1},
+		{"delete without key", []mirror.Change{{Op: mirror.OpDelete, Table: "public.log"}}, "", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			exec(t, e.new, "TRUNCATE tokens")
+			err := e.target.Apply(e.ctx, &mirror.Batch{Changes: tc.changes})
+			var rej *mirror.RejectError
+			if !errors.As(err, &rej) {
+				t.Fatalf("got %v, want a RejectError", err)
+			}
+			if rej.SQLState != tc.sqlState || rej.ChangeIndex != tc.index {
+				t.Errorf("SQLState %q index %d, want %q %d (%v)", rej.SQLState, rej.ChangeIndex, tc.sqlState, tc.index, err)
+			}
+			// The batch is one transaction: nothing of it stays.
+			if rows := dump(t, e.new, "tokens"); len(rows) != 0 {
+				t.Errorf("rejected batch left rows: %q", rows)
+			}
+			// The target keeps working after a rejection.
+			e.apply(t, good)
+		})
+	}
+}
+
+func TestForeignKeyRejectWithoutReplicaRole(t *testing.T) {
+	e := setup(t, pg, Options{NoReplicaRole: true}, "")
+	if e.target.ReplicaRole() {
+		t.Error("NoReplicaRole must leave the role alone")
+	}
+	orphan := e.capture(t, "public.child", "")[0]
+	err := e.target.Apply(e.ctx, &mirror.Batch{Changes: []mirror.Change{orphan}})
+	var rej *mirror.RejectError
+	if !errors.As(err, &rej) || rej.SQLState != "23503" || rej.ChangeIndex != 0 {
+		t.Fatalf("got %v, want a foreign key RejectError", err)
+	}
+	// With the replica role, foreign keys are the old database's business.
+	replica, err := New(e.ctx, e.newURL, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	if err := replica.Apply(e.ctx, &mirror.Batch{Changes: []mirror.Change{orphan}}); err != nil {
+		t.Fatalf("replica role apply: %v", err)
+	}
+}
+
+const triggerDDL = `
+CREATE TABLE trigger_log (msg text);
+CREATE FUNCTION log_it() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO trigger_log VALUES (TG_OP); RETURN NEW; END $$;
+CREATE TRIGGER t_log AFTER INSERT OR UPDATE OR DELETE ON tokens FOR EACH ROW EXECUTE FUNCTION log_it();
+`
+
+func TestTriggersDoNotFireWithReplicaRole(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		fired int
+	}{
+		{"replica role", Options{}, 0},
+		{"no replica role", Options{NoReplicaRole: true}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t, pg, tc.opts, triggerDDL)
+			tokens := e.capture(t, "public.tokens", "")
+			e.apply(t, tokens[0], tokens[1], targettest.Delete("public.tokens", []string{"id"}, targettest.Value(tokens[0], "id").Text))
+			var n int
+			if err := e.new.QueryRow(e.ctx, "SELECT count(*) FROM trigger_log").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.fired {
+				t.Errorf("trigger fired %d times, want %d", n, tc.fired)
+			}
+		})
+	}
+}
+
+func TestReplicaRoleNotPermitted(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	pg.Exec(t, "DROP ROLE IF EXISTS mirror_user")
+	pg.Exec(t, "CREATE ROLE mirror_user LOGIN PASSWORD 'pw'")
+	exec(t, e.new, "GRANT ALL ON ALL TABLES IN SCHEMA public TO mirror_user")
+	url := pg.URL("mirror_user", "pw", targettest.DBName("new", t))
+	tg, err := New(e.ctx, url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	if tg.ReplicaRole() {
+		t.Error("an ordinary role may not set the replica role")
+	}
+	if err := tg.Apply(e.ctx, &mirror.Batch{Changes: e.capture(t, "public.items", "")}); err != nil {
+		t.Fatal(err)
+	}
+	e.assertSame(t, "items")
+}
+
+func TestServerDownIsTransient(t *testing.T) {
+	srv := testdb.StartPostgres(t)
+	e := setup(t, srv, Options{Timeout: 5 * time.Second}, "")
+	items := e.capture(t, "public.items", "")
+	e.apply(t, items[0])
+
+	srv.Stop(t)
+	err := e.target.Apply(e.ctx, &mirror.Batch{Changes: items[1:2]})
+	var rej *mirror.RejectError
+	if err == nil || errors.As(err, &rej) {
+		t.Fatalf("server down: got %v, want a transient error", err)
+	}
+	// Still down: connecting fails, still transient.
+	err = e.target.Apply(e.ctx, &mirror.Batch{Changes: items[1:2]})
+	if err == nil || errors.As(err, &rej) {
+		t.Fatalf("server still down: got %v, want a transient error", err)
+	}
+	srv.Restart(t)
+	e.new = connect(t, e.newURL)
+	e.old = connect(t, srv.URL("postgres", "", targettest.DBName("old", t)))
+	e.apply(t, items...)
+	e.assertSame(t, "items")
+}
+
+func TestLazyConnect(t *testing.T) {
+	tg, err := New(context.Background(), "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", Options{Lazy: true})
+	if err != nil {
+		t.Fatalf("lazy New must not connect: %v", err)
+	}
+	defer tg.Close()
+	err = tg.Apply(context.Background(), &mirror.Batch{Changes: []mirror.Change{targettest.Delete("public.t", []string{"id"}, "1")}})
+	var rej *mirror.RejectError
+	if err == nil || errors.As(err, &rej) {
+		t.Fatalf("unreachable server: got %v, want a transient error", err)
+	}
+	if _, err := New(context.Background(), "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", Options{}); err == nil {
+		t.Error("eager New must fail on an unreachable server")
+	}
+	if _, err := New(context.Background(), "::not a url", Options{Lazy: true}); err == nil {
+		t.Error("a bad URL must fail")
+	}
+}
+
+func TestStatementCacheEviction(t *testing.T) {
+	e := setup(t, pg, Options{StatementCacheSize: 2}, "")
+	items, tokens := e.capture(t, "public.items", ""), e.capture(t, "public.tokens", "")
+	shapes := slices.Concat(items, tokens, []mirror.Change{
+		targettest.Delete("public.items", []string{"sku", "n"}, "zz", "1"),
+		targettest.Delete("public.tokens", []string{"id"}, "6ba7b812-9dad-11d1-80b4-00c04fd430c8"),
+	})
+	for round := 0; round < 3; round++ {
+		// All four shapes in one batch: the cache evicts statements this
+		// batch still uses; they must stay prepared until it is done.
+		e.apply(t, shapes...)
+	}
+	var n int
+	if err := e.target.conn.QueryRow(e.ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'shadowproxy_%'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("%d statements prepared, want the cache size 2", n)
+	}
+	e.assertSame(t, "items", "tokens")
+}
+
+func TestApplyAfterClose(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	e.target.Close()
+	if err := e.target.Apply(e.ctx, &mirror.Batch{Changes: e.capture(t, "public.items", "")}); !errors.Is(err, errClosed) {
+		t.Errorf("Apply after Close = %v", err)
+	}
+}
+
+func TestPlanSQL(t *testing.T) {
+	tg := &Target{tables: map[string]*tableInfo{
+		"public.t":     {exists: true, primaryKey: []string{"id"}, generated: map[string]bool{"g": true}, identityAlways: map[string]bool{"ia": true}},
+		"app.My Table": {exists: true, primaryKey: []string{"a", "b"}},
+	}}
+	cols := func(names ...string) []mirror.Column {
+		var cs []mirror.Column
+		for _, n := range names {
+			cs = append(cs, mirror.Column{Name: n})
+		}
+		return cs
+	}
+	vals := func(n int) []mirror.Value { return slices.Repeat([]mirror.Value{mirror.Text("1")}, n) }
+	tests := []struct {
+		c    mirror.Change
+		want string
+	}{
+		{mirror.Change{Op: mirror.OpUpsert, Table: "public.t", Columns: cols("id", "v", "g", "ia"), Row: vals(4)},
+			`INSERT INTO "public"."t" ("id", "v", "ia") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`},
+		{mirror.Change{Op: mirror.OpUpsert, Table: "app.My Table", Columns: cols("a", "b"), Row: vals(2), KeyCols: []string{"x"}},
+			`INSERT INTO "app"."My Table" ("a", "b") VALUES ($1, $2) ON CONFLICT ("a", "b") DO NOTHING`},
+		{mirror.Change{Op: mirror.OpUpsert, Table: "public.unknown", Columns: cols("k", `we"ird`), Row: vals(2), KeyCols: []string{"k"}},
+			`INSERT INTO "public"."unknown" ("k", "we""ird") VALUES ($1, $2) ON CONFLICT ("k") DO UPDATE SET "we""ird" = EXCLUDED."we""ird"`},
+		// No key on either side: a table without a primary key, whose
+		// row images are inserts.
+		{mirror.Change{Op: mirror.OpUpsert, Table: "public.unknown", Columns: cols("a"), Row: vals(1)},
+			`INSERT INTO "public"."unknown" ("a") VALUES ($1)`},
+		{mirror.Change{Op: mirror.OpDelete, Table: "app.My Table", Key: vals(2)},
+			`DELETE FROM "app"."My Table" WHERE "a" = $1 AND "b" = $2`},
+		{mirror.Change{Op: mirror.OpDelete, Table: "public.t", KeyCols: []string{"k"}, Key: []mirror.Value{mirror.Null}},
+			`DELETE FROM "public"."t" WHERE "k" = $1`},
+	}
+	for _, tc := range tests {
+		st, err := tg.plan(&tc.c)
+		if err != nil {
+			t.Errorf("%+v: %v", tc.c, err)
+			continue
+		}
+		if st.sql != tc.want {
+			t.Errorf("plan:\n got %s\nwant %s", st.sql, tc.want)
+		}
+	}
+	bad := []mirror.Change{
+		{Op: mirror.OpUpsert, Table: "public.t", Columns: cols("g"), Row: vals(1)},
+		{Op: mirror.OpUpsert, Table: "public.t", Columns: cols("id", "v"), Row: vals(1)},
+		{Op: mirror.OpDelete, Table: "public.t", Key: vals(2)},
+		{Op: mirror.OpStatement, Table: "public.t", SQL: "  "},
+		{Op: 0, Table: "public.t"},
+	}
+	for _, c := range bad {
+		if _, err := tg.plan(&c); err == nil {
+			t.Errorf("plan(%+v) must fail", c)
+		}
+	}
+}
+
+func BenchmarkApply1000(b *testing.B) {
+	e := setup(b, pg, Options{}, "")
+	tmpl := e.capture(b, "public.items", "")[0]
+	for _, delete := range []bool{false, true} {
+		name := "upsert"
+		if delete {
+			name = "mixed"
+		}
+		b.Run(name, func(b *testing.B) {
+			batch := &mirror.Batch{}
+			for i := range 1000 {
+				c := targettest.Set(tmpl, "n", mirror.Text(fmt.Sprint(i)))
+				if delete && i%2 == 1 {
+					c = targettest.Delete("public.items", []string{"sku", "n"}, "A-1", fmt.Sprint(i-1))
+				}
+				batch.Changes = append(batch.Changes, c)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := e.target.Apply(e.ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/change")
+		})
+	}
+}
