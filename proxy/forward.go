@@ -131,6 +131,11 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 	case protocol.MsgParse:
 		name, rest, _ := protocol.CString(msg.Body)
 		sql, params, _ := protocol.CString(rest)
+		// Drivers re-parse the unnamed statement with the same text for
+		// every query: keep what is known instead of allocating anew.
+		if st := ss.stmts[string(name)]; st != nil && st.sql == string(sql) && string(st.paramOIDs) == string(params) {
+			break
+		}
 		st := ss.newStmt(string(sql), params)
 		st.serverSQL = st.sql
 		ss.stmts[string(name)] = st
