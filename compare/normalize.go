@@ -23,7 +23,8 @@ import (
 type encMode uint8
 
 const (
-	// encNative encodes each value by its own family.
+	// encNative, the zero value, encodes each value by its own family.
+	//lint:ignore U1000 the zero value names the default mode
 	encNative encMode = iota
 	// encFloat encodes every number as a float rounded to digits.
 	encFloat

@@ -220,15 +220,6 @@ func readDeadLetters(t testing.TB, dir string) []DeadLetter {
 	return dls
 }
 
-// checkOrdered fails unless seqs is strictly increasing.
-func checkOrdered(t testing.TB, seqs []uint64) {
-	t.Helper()
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i] <= seqs[i-1] {
-			t.Fatalf("applied out of order or twice at %d: ... %d, %d ...", i, seqs[i-1], seqs[i])
-		}
-	}
-}
 
 // seqRange returns lo..hi.
 func seqRange(lo, hi uint64) []uint64 {

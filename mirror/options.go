@@ -132,7 +132,7 @@ const (
 func (o Options) withDefaults() (Options, error) {
 	var errs []error
 	if o.Dir == "" {
-		errs = append(errs, errors.New("Dir is required"))
+		errs = append(errs, errors.New("dir is required"))
 	}
 	def := func(v *int64, d int64, name string) {
 		switch {

@@ -70,26 +70,6 @@ func (e *expectQueue) pop() {
 	e.mu.Unlock()
 }
 
-// skipToSync drops the expectations the server skips after an error in
-// the extended protocol: everything up to, not including, the next Sync.
-func (e *expectQueue) skipToSync() {
-	e.mu.Lock()
-	for e.head < len(e.q) && e.q[e.head].kind != expSync {
-		e.q[e.head] = expectation{}
-		e.head++
-	}
-	if e.head == len(e.q) {
-		e.q, e.head = e.q[:0], 0
-	}
-	e.mu.Unlock()
-}
-
-func (e *expectQueue) len() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.q) - e.head
-}
-
 // stmtMode is how a write is mirrored.
 type stmtMode uint8
 
