@@ -220,7 +220,6 @@ func readDeadLetters(t testing.TB, dir string) []DeadLetter {
 	return dls
 }
 
-
 // seqRange returns lo..hi.
 func seqRange(lo, hi uint64) []uint64 {
 	var out []uint64
