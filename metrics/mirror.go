@@ -16,9 +16,6 @@ type MirrorSnapshot struct {
 	NotMirroredClasses int
 	// SchemaDrift counts DDL statements seen on the old database.
 	SchemaDrift int64
-	// WaitingForOrder counts committed transactions held back until
-	// earlier commits are known.
-	WaitingForOrder int
 }
 
 // mirrorCollector reads a MirrorSnapshot once per scrape, so the hot path
@@ -47,7 +44,8 @@ var mirrorMetrics = []struct {
 	{"mirror_not_mirrored_total", "Write statements whose effects could not be captured.", true},
 	{"mirror_not_mirrored_classes", "Distinct statement classes (fingerprint and reason) not mirrored.", false},
 	{"mirror_schema_drift_total", "DDL statements run on the old database during dual-write (not mirrored).", true},
-	{"mirror_waiting_for_commit_order", "Committed transactions held until earlier commits are known.", false},
+	{"mirror_pending", "Journaled transactions whose COMMIT outcome is not known yet.", false},
+	{"mirror_aborted_total", "Journaled transactions whose COMMIT failed, skipped.", true},
 }
 
 // RegisterMirror adds the dual-write metrics, read from snapshot at each
@@ -75,22 +73,23 @@ func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	values := map[string]float64{
-		"mirror_queued":                   float64(s.Stats.Queued),
-		"mirror_queued_bytes":             float64(s.Stats.QueuedBytes),
-		"mirror_spooled":                  float64(s.Stats.Spooled),
-		"mirror_spool_bytes":              float64(s.Stats.SpoolBytes),
-		"mirror_applied_total":            float64(s.Stats.Applied),
-		"mirror_failed_total":             float64(s.Stats.Failed),
-		"mirror_dead_lettered_total":      float64(s.Stats.DeadLettered),
-		"mirror_dropped_total":            float64(s.Stats.Dropped),
-		"mirror_lag_seconds":              s.Stats.Lag.Seconds(),
-		"mirror_dirty_tables":             float64(len(s.Stats.DirtyTables)),
-		"mirror_overflowed":               b(s.Stats.Overflowed),
-		"mirror_spooling":                 b(s.Stats.Spooling),
-		"mirror_not_mirrored_total":       float64(s.NotMirrored),
-		"mirror_not_mirrored_classes":     float64(s.NotMirroredClasses),
-		"mirror_schema_drift_total":       float64(s.SchemaDrift),
-		"mirror_waiting_for_commit_order": float64(s.WaitingForOrder),
+		"mirror_queued":               float64(s.Stats.Queued),
+		"mirror_queued_bytes":         float64(s.Stats.QueuedBytes),
+		"mirror_spooled":              float64(s.Stats.Spooled),
+		"mirror_spool_bytes":          float64(s.Stats.SpoolBytes),
+		"mirror_applied_total":        float64(s.Stats.Applied),
+		"mirror_failed_total":         float64(s.Stats.Failed),
+		"mirror_dead_lettered_total":  float64(s.Stats.DeadLettered),
+		"mirror_dropped_total":        float64(s.Stats.Dropped),
+		"mirror_lag_seconds":          s.Stats.Lag.Seconds(),
+		"mirror_dirty_tables":         float64(len(s.Stats.DirtyTables)),
+		"mirror_overflowed":           b(s.Stats.Overflowed),
+		"mirror_spooling":             b(s.Stats.Spooling),
+		"mirror_not_mirrored_total":   float64(s.NotMirrored),
+		"mirror_not_mirrored_classes": float64(s.NotMirroredClasses),
+		"mirror_schema_drift_total":   float64(s.SchemaDrift),
+		"mirror_pending":              float64(s.Stats.Pending),
+		"mirror_aborted_total":        float64(s.Stats.Aborted),
 	}
 	for _, mm := range mirrorMetrics {
 		t := prometheus.GaugeValue

@@ -91,3 +91,21 @@ func (c *SchemaCatalog) KeyOf(name string) ([]string, bool) {
 	}
 	return t.PrimaryKey, true
 }
+
+// CopyColumns implements Catalog.
+func (c *SchemaCatalog) CopyColumns(name string) (cols, always []string, ok bool) {
+	t := c.cur.Load().cat.Lookup(name, nil)
+	if t == nil {
+		return nil, nil, false
+	}
+	for _, col := range t.Columns {
+		if col.Generated {
+			continue
+		}
+		cols = append(cols, col.Name)
+		if col.Identity == schema.IdentityAlways {
+			always = append(always, col.Name)
+		}
+	}
+	return cols, always, true
+}

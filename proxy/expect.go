@@ -19,6 +19,9 @@ const (
 	expSync
 	expQuery
 	expFunc
+	// expCommit is the COMMIT (or ROLLBACK) the proxy sends itself to end
+	// an autocommit write it ran in a transaction of its own.
+	expCommit
 )
 
 // expectation is one client message (or one the proxy injected) whose
@@ -32,14 +35,21 @@ type expectation struct {
 	desc    *stmtDesc    // Describe S injected by the proxy: fill it
 	portal  *portalState // Execute, Describe P, Bind
 	q       *queryState  // Query
-	ticket  uint64       // Sync, Query, Func: the sequencer ticket
+	// convert marks a Query or Sync whose autocommit writes the proxy put
+	// in a transaction of its own: its ReadyForQuery is not the client's,
+	// the COMMIT the proxy sends next ends it.
+	convert bool
+	// seq is the journal position of the transaction a COMMIT (the client's
+	// or the proxy's) ends; zero when nothing was journaled.
+	seq uint64
 }
 
 // expectQueue is a FIFO shared by the two goroutines of a session.
 type expectQueue struct {
-	mu   sync.Mutex
-	q    []expectation
-	head int
+	mu      sync.Mutex
+	q       []expectation
+	head    int
+	waiters []chan struct{} // closed when the queue empties
 }
 
 func (e *expectQueue) push(x expectation) {
@@ -65,9 +75,37 @@ func (e *expectQueue) pop() {
 		e.head++
 		if e.head == len(e.q) {
 			e.q, e.head = e.q[:0], 0
+			for _, w := range e.waiters {
+				close(w)
+			}
+			e.waiters = e.waiters[:0]
 		}
 	}
 	e.mu.Unlock()
+}
+
+// setSeq changes the journal position of the oldest expectation, once its
+// COMMIT's outcome has been passed on.
+func (e *expectQueue) setSeq(seq uint64) {
+	e.mu.Lock()
+	if e.head < len(e.q) {
+		e.q[e.head].seq = seq
+	}
+	e.mu.Unlock()
+}
+
+// emptied returns a channel closed once every expectation pushed so far has
+// been answered.
+func (e *expectQueue) emptied() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := make(chan struct{})
+	if e.head == len(e.q) {
+		close(ch)
+		return ch
+	}
+	e.waiters = append(e.waiters, ch)
+	return ch
 }
 
 // stmtMode is how a write is mirrored.
@@ -77,6 +115,7 @@ const (
 	modeNone      stmtMode = iota // not a capturable write (or not a write)
 	modeCapture                   // row images via RETURNING
 	modeStatement                 // the statement itself (tables without a primary key)
+	modeTruncate                  // TRUNCATE, mirrored as a statement
 )
 
 // stmtState is a prepared statement of the session.
@@ -145,6 +184,28 @@ type queryState struct {
 	plans []*rewrite.Capture
 	idx   int     // statement whose results are arriving
 	cur   *layout // layout of the current statement's rows, if captured
+	// begin is set while the BEGIN the proxy put in front of the client's
+	// statements has not answered yet.
+	begin bool
+	// copy is set for a COPY FROM the proxy runs through a staging table:
+	// on the staging step (apply false) and on the insert that follows it.
+	copy  *copyState
+	apply bool
+}
+
+// copyState follows a COPY FROM that the proxy runs in two steps: the
+// client's data is copied, with all of COPY's parsing and options, into a
+// temporary staging table, then inserted into the real table with
+// RETURNING, which captures the rows as stored (defaults, sequences,
+// triggers included).
+type copyState struct {
+	st       *rewrite.Statement
+	applySQL string           // INSERT ... SELECT FROM the staging table, then DROP it
+	plan     *rewrite.Capture // the INSERT's capture plan
+	stdin    bool
+	convert  bool   // autocommit: the proxy's transaction ends it
+	held     []byte // the staging COPY's CommandComplete, for the client
+	failed   bool
 }
 
 func (q *queryState) current() (*rewrite.Statement, stmtMode, *rewrite.Capture) {

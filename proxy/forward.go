@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/shadowproxy/shadowproxy/metrics"
@@ -324,8 +325,13 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 					cw.send(out)
 					start = ur.Offset()
 				}
+				if msg.Type != protocol.MsgReadyForQuery { // trackServer handled it
+					ss.onServerMessage(msg)
+				}
+			} else {
+				ss.onServerMessage(msg)
 			}
-			if end := ss.onServerMessage(msg); end {
+			if ss.endAfter {
 				cw.send(ur.Span(start))
 				cw.flush()
 				ss.terminate(protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command"))
@@ -343,27 +349,45 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 	}
 }
 
-// onServerMessage looks at one upstream message before it is forwarded. It
-// returns true when the session must end after it (draining at a
-// transaction boundary).
-func (ss *session) onServerMessage(msg protocol.Message) (end bool) {
+// onServerMessage looks at one upstream message before it is forwarded.
+func (ss *session) onServerMessage(msg protocol.Message) {
 	switch msg.Type {
 	case protocol.MsgReadyForQuery:
-		if len(msg.Body) > 0 {
-			ss.txStatus.Store(uint32(msg.Body[0]))
-		}
-		r, left, ok := ss.pending.pop()
-		if ok {
-			ss.srv.metrics.ObserveUpstreamLatency(time.Since(r.sent))
-		}
-		return left == 0 && ss.draining.Load() && ss.txStatus.Load() == 'I'
+		ss.observeReady(msg)
 	case protocol.MsgErrorResponse:
 		_, code := protocol.ErrorFields(msg.Body)
 		ss.srv.metrics.ObserveError(metrics.SourceUpstream, code)
 	case 'G': // CopyInResponse
 		ss.pending.markCopyIn()
+	case protocol.MsgParameterStatus:
+		ss.noteParameter(msg.Body)
 	}
-	return false
+}
+
+// noteParameter follows the server-reported settings the capture path
+// depends on.
+func (ss *session) noteParameter(body []byte) {
+	name, rest, _ := protocol.CString(body)
+	if string(name) != "DateStyle" {
+		return
+	}
+	value, _, _ := protocol.CString(rest)
+	ss.nonISODates.Store(!strings.HasPrefix(string(value), "ISO"))
+}
+
+// observeReady records the ReadyForQuery that ends a client's request:
+// latency, the transaction status, and whether a draining session may end.
+func (ss *session) observeReady(msg protocol.Message) {
+	if len(msg.Body) > 0 {
+		ss.txStatus.Store(uint32(msg.Body[0]))
+	}
+	r, left, ok := ss.pending.pop()
+	if ok {
+		ss.srv.metrics.ObserveUpstreamLatency(time.Since(r.sent))
+	}
+	if left == 0 && ss.draining.Load() && ss.txStatus.Load() == 'I' {
+		ss.endAfter = true
+	}
 }
 
 // clientWriter gathers what goes to the client from one read of the old

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/shadowproxy/shadowproxy/mirror"
@@ -17,7 +16,7 @@ import (
 // database sends, so it is right whatever the table looks like.
 type layout struct {
 	clientCols int // columns the client sees
-	lsnIdx     int // absolute index of rewrite.CaptureLSNColumn
+	xidIdx     int // absolute index of rewrite.CaptureXidColumn
 	tabIdx     int // absolute index of rewrite.CaptureTableColumn
 	rowStart   int // first column of the row image
 	rowEnd     int // one past its last column
@@ -65,7 +64,7 @@ func parseRowDescription(body []byte) ([]field, error) {
 }
 
 // parseLayout returns the capture layout of a RowDescription, or nil when
-// it is not a captured write's (it has no LSN marker column).
+// it is not a captured write's (it has no xid marker column).
 func parseLayout(body []byte) (*layout, error) {
 	fields, err := parseRowDescription(body)
 	if err != nil {
@@ -73,7 +72,7 @@ func parseLayout(body []byte) (*layout, error) {
 	}
 	lsn := -1
 	for i, f := range fields {
-		if f.name == rewrite.CaptureLSNColumn {
+		if f.name == rewrite.CaptureXidColumn {
 			lsn = i
 			break
 		}
@@ -84,7 +83,7 @@ func parseLayout(body []byte) (*layout, error) {
 	if lsn+1 >= len(fields) || fields[lsn+1].name != rewrite.CaptureTableColumn {
 		return nil, errors.New("capture columns out of order")
 	}
-	l := &layout{clientCols: lsn, lsnIdx: lsn, tabIdx: lsn + 1, rowStart: lsn + 2, rowEnd: len(fields), total: len(fields)}
+	l := &layout{clientCols: lsn, xidIdx: lsn, tabIdx: lsn + 1, rowStart: lsn + 2, rowEnd: len(fields), total: len(fields)}
 	for i := l.rowStart; i < len(fields); i++ {
 		if strings.HasPrefix(fields[i].name, rewrite.CaptureOldKeyPrefix) {
 			if l.rowEnd == len(fields) {
@@ -148,18 +147,4 @@ func (l *layout) splitDataRow(body []byte, vals [][]byte) (client []byte, _ [][]
 		binary.BigEndian.PutUint32(client[1:], uint32(len(client)-1))
 	}
 	return client, vals, nil
-}
-
-// parseLSN parses a pg_lsn in text form, "16/B374D848".
-func parseLSN(b []byte) (uint64, error) {
-	hi, lo, ok := strings.Cut(string(b), "/")
-	if !ok {
-		return 0, errors.New("bad LSN " + string(b))
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("bad LSN " + string(b))
-	}
-	return h<<32 | l, nil
 }

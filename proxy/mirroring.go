@@ -21,14 +21,28 @@ type Catalog interface {
 	TableByOID(oid uint32) (name string, key []string, ok bool)
 	// KeyOf returns the primary key of a table named as in a statement.
 	KeyOf(table string) (key []string, ok bool)
+	// CopyColumns returns the columns a COPY without a column list fills
+	// (all but generated ones), in order, and those that are GENERATED
+	// ALWAYS identity columns.
+	CopyColumns(table string) (cols, identityAlways []string, ok bool)
 	// Reload re-reads the catalog, after DDL.
 	Reload(ctx context.Context) error
 }
 
-// Enqueuer is the mirror's intake. *mirror.Mirror implements it; Enqueue
-// must not block.
-type Enqueuer interface {
-	Enqueue(b *mirror.Batch) uint64
+// Journal is the mirror's intake. *mirror.Mirror implements it.
+//
+// A transaction's row images are written to the journal before its COMMIT
+// is sent to the old database, tagged with its xid, and resolved once the
+// COMMIT's outcome is known; after a crash the mirror asks the old database
+// about the transactions left unresolved. Writing before the COMMIT is also
+// what orders the journal: a transaction that waited for another's row lock
+// can only reach its own COMMIT after the other's was sent.
+type Journal interface {
+	// EnqueueDurable returns once the batch is on disk (written, if not yet
+	// fsynced), with its position in the journal.
+	EnqueueDurable(b *mirror.Batch) (uint64, error)
+	// Resolve records whether the transaction at seq committed.
+	Resolve(seq uint64, committed bool)
 }
 
 // Mirroring is the dual-write machinery that sessions share: capture
@@ -36,22 +50,17 @@ type Enqueuer interface {
 type Mirroring struct {
 	catalog  Catalog
 	capturer *rewrite.Capturer
-	seq      *sequencer
+	journal  Journal
 	log      *slog.Logger
 	// translate converts a statement for a MySQL target; nil for Postgres.
 	translate func(sql string) (string, []int, error)
 
 	mu          sync.Mutex
-	prepared    map[string]*preparedTx  // PREPARE TRANSACTION gid → its changes
+	prepared    map[string]uint64       // PREPARE TRANSACTION gid → journal position
 	notMirrored map[string]*NotMirrored // by fingerprint
 	drift       map[string]*SchemaDrift // DDL seen, by fingerprint
 	pkless      map[string]bool         // tables without a primary key that were written
 	unknown     map[uint32]time.Time    // table OIDs missing from the catalog
-}
-
-type preparedTx struct {
-	b   *mirror.Batch
-	lsn uint64
 }
 
 // NotMirrored is a class of statement whose effects the proxy could not
@@ -78,7 +87,7 @@ type SchemaDrift struct {
 // MirroringOptions builds a Mirroring.
 type MirroringOptions struct {
 	Catalog Catalog
-	Mirror  Enqueuer
+	Mirror  Journal
 	// MySQL is set when the new database is MySQL/MariaDB: statements
 	// mirrored as SQL (tables without a primary key) are translated.
 	MySQL     bool
@@ -102,7 +111,8 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 		catalog:     opts.Catalog,
 		capturer:    capt,
 		log:         opts.Logger,
-		prepared:    map[string]*preparedTx{},
+		journal:     opts.Mirror,
+		prepared:    map[string]uint64{},
 		notMirrored: map[string]*NotMirrored{},
 		drift:       map[string]*SchemaDrift{},
 		pkless:      map[string]bool{},
@@ -120,7 +130,6 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 			return st.SQL, st.Args, nil
 		}
 	}
-	m.seq = newSequencer(func(b *mirror.Batch) { opts.Mirror.Enqueue(b) })
 	return m, nil
 }
 
@@ -167,11 +176,10 @@ func (m *Mirroring) markPKLess(table string) {
 
 // MirroringStatus is the proxy's part of /status "mirror".
 type MirroringStatus struct {
-	NotMirrored     []*NotMirrored `json:"not_mirrored"`
-	SchemaDrift     []*SchemaDrift `json:"schema_drift"`
-	MultisetOnly    []string       `json:"verified_by_multiset_only"`
-	WaitingForOrder int            `json:"waiting_for_commit_order"`
-	PreparedTx      int            `json:"prepared_transactions"`
+	NotMirrored  []*NotMirrored `json:"not_mirrored"`
+	SchemaDrift  []*SchemaDrift `json:"schema_drift"`
+	MultisetOnly []string       `json:"verified_by_multiset_only"`
+	PreparedTx   int            `json:"prepared_transactions"`
 }
 
 // Status returns a snapshot for /status.
@@ -179,7 +187,7 @@ func (m *Mirroring) Status() MirroringStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := MirroringStatus{NotMirrored: []*NotMirrored{}, SchemaDrift: []*SchemaDrift{}, MultisetOnly: []string{},
-		WaitingForOrder: m.seq.waiting(), PreparedTx: len(m.prepared)}
+		PreparedTx: len(m.prepared)}
 	for _, nm := range m.notMirrored {
 		c := *nm
 		st.NotMirrored = append(st.NotMirrored, &c)
@@ -239,7 +247,7 @@ func truncate(s string, n int) string {
 }
 
 // Counts returns the totals behind the dual-write metrics.
-func (m *Mirroring) Counts() (notMirrored int64, classes int, drift int64, waiting int) {
+func (m *Mirroring) Counts() (notMirrored int64, classes int, drift int64) {
 	m.mu.Lock()
 	for _, nm := range m.notMirrored {
 		notMirrored += nm.Count
@@ -249,5 +257,17 @@ func (m *Mirroring) Counts() (notMirrored int64, classes int, drift int64, waiti
 		drift += d.Count
 	}
 	m.mu.Unlock()
-	return notMirrored, classes, drift, m.seq.waiting()
+	return notMirrored, classes, drift
+}
+
+// journalTx writes a transaction's batch to the journal before its COMMIT
+// goes out. A batch the journal refuses is dead-lettered by it; the
+// transaction still commits on the old database, which stays authoritative.
+func (m *Mirroring) journalTx(b *mirror.Batch) (uint64, bool) {
+	seq, err := m.journal.EnqueueDurable(b)
+	if err != nil {
+		m.log.Error("mirror journal refused a transaction; it is dead-lettered and its tables are marked dirty", "err", err)
+		return 0, false
+	}
+	return seq, true
 }

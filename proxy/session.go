@@ -49,8 +49,11 @@ type session struct {
 	upKey   []byte
 
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
-	pending  pendingQueue
-	draining atomic.Bool
+	// nonISODates is set while the session's DateStyle (reported by the
+	// server) is not ISO: captured date/time text would be ambiguous.
+	nonISODates atomic.Bool
+	pending     pendingQueue
+	draining    atomic.Bool
 
 	closeOnce sync.Once
 	closed    atomic.Bool // set before the proxy closes the connections itself
@@ -62,18 +65,34 @@ type session struct {
 	capture   bool // writes are captured (dual-write phases)
 	inRequest bool // messages sent since the last Sync or Query
 
+	// Dual-write, client goroutine: the transaction state the server will
+	// be in, whether a captured write was sent in it, whether the current
+	// extended batch runs in a transaction the proxy opened.
+	clientTx       bool
+	txWrote        bool
+	batchConverted bool
+	beginPrepared  bool
+	copyWait       *copyState // a staged COPY waiting for the client's CopyDone
+
 	// Dual-write: tracking is set once, by the client goroutine at a
 	// request boundary, and read by both.
 	tracking atomic.Bool
 	exp      expectQueue
+	// converted carries the transaction status at the end of a request
+	// the proxy put in a transaction of its own, to the client goroutine
+	// that commits it.
+	converted chan byte
+	done      chan struct{} // closed when the session closes
 
-	// Owned by the upstream goroutine.
+	// The open transaction's images: filled by the upstream goroutine,
+	// taken by the client goroutine just before COMMIT. txMu also covers
+	// the upstream goroutine's handling of each message.
+	txMu       sync.Mutex
 	tx         txBuffer
-	committed  []committedTx
 	vals       [][]byte
 	stmtRows   int
-	stmtLSN    uint64
 	unresolved int
+	endAfter   bool // upstream goroutine: end the session after this message (draining)
 }
 
 // serveConn runs one client connection to its end. It never panics out:
@@ -81,11 +100,13 @@ type session struct {
 func (s *Server) serveConn(conn net.Conn) {
 	st := s.state.Load()
 	ss := &session{
-		srv:      s,
-		st:       st,
-		upstream: st.up,
-		client:   conn,
-		log:      s.log.With("client", conn.RemoteAddr().String()),
+		srv:       s,
+		st:        st,
+		upstream:  st.up,
+		done:      make(chan struct{}),
+		converted: make(chan byte),
+		client:    conn,
+		log:       s.log.With("client", conn.RemoteAddr().String()),
 	}
 	ss.txStatus.Store('I')
 	defer func() {
@@ -309,6 +330,7 @@ func (ss *session) sendFatal(e *protocol.Error) {
 func (ss *session) close() {
 	ss.closeOnce.Do(func() {
 		ss.closed.Store(true)
+		close(ss.done)
 		ss.client.Close()
 		if ss.up != nil {
 			ss.up.Close()

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +20,16 @@ import (
 )
 
 // This file is the dual-write path of a session: how client messages are
-// rewritten so that the old database returns row images, and how its
-// responses are split between the client (exactly what it would have seen
-// without the proxy) and the mirror.
+// rewritten so that the old database returns row images, how its responses
+// are split between the client (exactly what it would have seen without the
+// proxy) and the mirror, and how each transaction's images reach the
+// mirror's journal before its COMMIT reaches the old database.
+//
+// Autocommit writes commit on the server before the proxy sees their rows,
+// so the proxy runs them in a transaction of its own (BEGIN in front of the
+// client's statements, its own COMMIT after them) and holds the client's
+// next messages until that COMMIT is sent. The client sees exactly the
+// autocommit exchange; it pays one more round trip to the old database.
 
 // capturePhase reports whether writes are mirrored in phase p.
 func capturePhase(p config.Phase) bool { return p == config.DualWrite || p == config.ShadowRead }
@@ -28,6 +38,7 @@ func capturePhase(p config.Phase) bool { return p == config.DualWrite || p == co
 // requests while no transaction is open, so a phase never changes inside a
 // transaction.
 func (ss *session) refreshPhase() {
+	ss.clientTx, ss.txWrote = false, false
 	st := ss.srv.state.Load()
 	if st == ss.st {
 		return
@@ -63,8 +74,19 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		}
 		return modeNone, nil
 	}
+	if ss.nonISODates.Load() {
+		// Row images are read back as text in the session's DateStyle; in
+		// any other than ISO, dates are ambiguous to the new database.
+		m.recordNotMirrored(st, "session DateStyle is not ISO")
+		return modeNone, nil
+	}
 	switch st.Command {
 	case "INSERT", "UPDATE", "DELETE":
+	case "TRUNCATE TABLE":
+		return ss.planTruncate(st)
+	case "COPY FROM":
+		m.recordNotMirrored(st, "COPY FROM in the extended protocol or in a multi-statement query")
+		return modeNone, nil
 	default:
 		m.recordNotMirrored(st, st.Command+" is not mirrored yet")
 		return modeNone, nil
@@ -99,12 +121,82 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 	return modeCapture, plan
 }
 
+// planTruncate checks that a TRUNCATE can be mirrored as a statement.
+func (ss *session) planTruncate(st *rewrite.Statement) (stmtMode, *rewrite.Capture) {
+	m := ss.srv.mirroring
+	tr, err := rewrite.ParseTruncate(st.SQL)
+	if err != nil {
+		m.recordNotMirrored(st, "cannot parse TRUNCATE: "+err.Error())
+		return modeNone, nil
+	}
+	for _, t := range tr.Tables {
+		if _, known := m.catalog.KeyOf(t); !known {
+			m.recordNotMirrored(st, "TRUNCATE of a table missing from the catalog (temporary table?)")
+			return modeNone, nil
+		}
+	}
+	if m.translate != nil && tr.Cascade {
+		m.recordNotMirrored(st, "TRUNCATE ... CASCADE has no MySQL form")
+		return modeNone, nil
+	}
+	return modeTruncate, nil
+}
+
+// truncateChanges mirrors a TRUNCATE that succeeded: the statement itself
+// for Postgres, a DELETE per table for MySQL (whose TRUNCATE would commit
+// the transaction it is applied in).
+func (ss *session) truncateChanges(st *rewrite.Statement) {
+	m := ss.srv.mirroring
+	tr, err := rewrite.ParseTruncate(st.SQL)
+	if err != nil {
+		return
+	}
+	if m.translate == nil {
+		table := ""
+		if len(tr.Tables) > 0 {
+			table = qualify(tr.Tables[0])
+		}
+		ss.tx.add(mirror.Change{Op: mirror.OpStatement, Table: table, SQL: st.SQL, Fingerprint: st.Fingerprint})
+		return
+	}
+	for _, t := range tr.Tables {
+		ss.tx.add(mirror.Change{Op: mirror.OpStatement, Table: qualify(t), SQL: "DELETE FROM " + mysqlTable(t), Fingerprint: st.Fingerprint})
+	}
+}
+
+// qualify returns "schema.table" for a name as written, with unqualified
+// names in public (the proxy resolves names through search_path "public").
+func qualify(name string) string {
+	if strings.Contains(name, ".") {
+		return name
+	}
+	return "public." + name
+}
+
+// mysqlTable quotes a table for MySQL: public tables are in the target
+// database, other schemas are databases.
+func mysqlTable(name string) string {
+	q := func(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+	schema, table, ok := strings.Cut(qualify(name), ".")
+	if !ok || schema == "public" {
+		return q(table)
+	}
+	return q(schema) + "." + q(table)
+}
+
 // trackClient handles one client message of a tracking session. It returns
 // the bytes to send upstream instead of the message when replace is set.
 func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []byte, replace bool) {
 	switch msg.Type {
+	case 'c', 'f': // CopyDone, CopyFail
+		if cs := ss.copyWait; cs != nil {
+			ss.copyWait = nil
+			w.send(msg.Raw)
+			ss.copyFinish(w, cs)
+			return nil, true
+		}
 	case protocol.MsgQuery:
-		return ss.trackQuery(msg)
+		return ss.trackQuery(msg, w)
 	case protocol.MsgParse:
 		return ss.trackParse(msg)
 	case protocol.MsgBind:
@@ -127,12 +219,35 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 	case protocol.MsgExecute:
 		portal, _, _ := protocol.CString(msg.Body)
 		p := ss.tportals[string(portal)]
-		if p != nil && p.st != nil {
-			ss.srv.metrics.CountQuery(kindOf(p.st))
+		var st *rewrite.Statement
+		if p != nil {
+			st = p.st
+		}
+		if st != nil {
+			ss.srv.metrics.CountQuery(kindOf(st))
 		} else {
 			ss.srv.metrics.CountQuery(metrics.QueryUnparsed)
 		}
-		ss.exp.push(expectation{kind: expExecute, portal: p})
+		e := expectation{kind: expExecute, portal: p}
+		var prefix []byte
+		switch {
+		case p != nil && p.mode != modeNone && !ss.clientTx:
+			// An autocommit write: open a transaction of the proxy's own
+			// first; it is committed after the client's Sync.
+			prefix = ss.injectBegin()
+			ss.batchConverted = true
+			ss.clientTx = true
+			ss.txWrote = true
+		case p != nil && p.mode != modeNone:
+			ss.txWrote = true
+		case st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare):
+			e.seq = ss.journalBeforeCommit(w, st)
+		}
+		ss.noteTxControl(st)
+		ss.exp.push(e)
+		if prefix != nil {
+			return append(prefix, msg.Raw...), true
+		}
 	case protocol.MsgClose:
 		if len(msg.Body) > 0 {
 			name, _, _ := protocol.CString(msg.Body[1:])
@@ -145,40 +260,335 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		ss.exp.push(expectation{kind: expClose})
 	case protocol.MsgSync:
 		ss.pending.push(request{sent: time.Now(), extended: true})
-		ss.exp.push(expectation{kind: expSync, ticket: ss.srv.mirroring.seq.begin()})
+		convert := ss.batchConverted
+		ss.batchConverted = false
+		ss.exp.push(expectation{kind: expSync, convert: convert})
+		if convert {
+			w.send(msg.Raw)
+			ss.finishConverted(w)
+			return nil, true
+		}
 	case protocol.MsgFunctionCall:
 		ss.pending.push(request{sent: time.Now()})
-		ss.exp.push(expectation{kind: expFunc, ticket: ss.srv.mirroring.seq.begin()})
+		ss.exp.push(expectation{kind: expFunc})
 	}
 	return nil, false
 }
 
-func (ss *session) trackQuery(msg protocol.Message) ([]byte, bool) {
+const stagingTable = "__shadowproxy_copy"
+
+// trackCopy runs a COPY FROM through a staging table so that the rows it
+// writes can be captured (see copyState). The client sees its COPY
+// exchange unchanged. It returns false, having recorded why, when the COPY
+// cannot be captured; it then runs as it is and is not mirrored.
+func (ss *session) trackCopy(st *rewrite.Statement, w *upstreamWriter) bool {
+	m := ss.srv.mirroring
+	cf, err := rewrite.ParseCopyFrom(st.SQL)
+	if err != nil {
+		m.recordNotMirrored(st, "cannot parse COPY: "+err.Error())
+		return false
+	}
+	all, always, ok := m.catalog.CopyColumns(cf.Table)
+	if !ok {
+		m.recordNotMirrored(st, "COPY into a table missing from the catalog (temporary table?)")
+		return false
+	}
+	cols := cf.Columns
+	if len(cols) == 0 {
+		cols = all
+	}
+	quoted := make([]string, len(cols))
+	overriding := ""
+	for i, c := range cols {
+		quoted[i] = rewrite.QuoteIdent(c)
+		if slices.Contains(always, c) {
+			overriding = " OVERRIDING SYSTEM VALUE"
+		}
+	}
+	table := quoteTable(cf.Table)
+	list := strings.Join(quoted, ", ")
+	copySQL, err := rewrite.RetargetCopy(st.SQL, stagingTable, cols)
+	if err != nil {
+		m.recordNotMirrored(st, "cannot stage COPY: "+err.Error())
+		return false
+	}
+	plan, err := m.capturer.Plan(fmt.Sprintf("INSERT INTO %s (%s)%s SELECT %s FROM pg_temp.%s", table, list, overriding, list, stagingTable))
+	if err != nil {
+		m.recordNotMirrored(st, "cannot capture COPY: "+err.Error())
+		return false
+	}
+	cs := &copyState{st: st, stdin: cf.Stdin, convert: !ss.clientTx, plan: plan,
+		applySQL: plan.SQL + ";\nDROP TABLE pg_temp." + stagingTable}
+	stage := fmt.Sprintf("CREATE TEMP TABLE %s AS SELECT %s FROM %s WITH NO DATA;\n%s", stagingTable, list, table, copySQL)
+	q := &queryState{stmts: []*rewrite.Statement{st}, modes: []stmtMode{modeNone}, plans: []*rewrite.Capture{nil}, copy: cs}
+	if cs.convert {
+		stage = "BEGIN;\n" + stage
+		q.begin = true
+		ss.clientTx = true
+	}
+	ss.txWrote = true
+	ss.exp.push(expectation{kind: expQuery, q: q, convert: cs.convert})
+	w.send(encodeQuery(stage))
+	if cs.stdin {
+		ss.copyWait = cs // the rest waits for the client's CopyDone
+		return true
+	}
+	ss.copyFinish(w, cs)
+	return true
+}
+
+// quoteTable quotes a table name as written ("name" or "schema.name", raw).
+func quoteTable(name string) string {
+	if schema, table, ok := strings.Cut(name, "."); ok {
+		return rewrite.QuoteIdent(schema) + "." + rewrite.QuoteIdent(table)
+	}
+	return rewrite.QuoteIdent(name)
+}
+
+// copyFinish runs the steps of a staged COPY once its data is in: insert
+// from the staging table with capture, then, for an autocommit COPY,
+// journal and commit. Each step waits for the previous one's answer; the
+// upstream goroutine reports 'T' (go on), 'E' (failed: the proxy's
+// transaction must be rolled back) or 'F' (finished: the client has its
+// answer).
+func (ss *session) copyFinish(w *upstreamWriter, cs *copyState) {
+	if !w.flush() {
+		return
+	}
+	status, ok := ss.awaitStatus()
+	if !ok || status == 'F' {
+		return
+	}
+	if status == 'T' {
+		q := &queryState{stmts: []*rewrite.Statement{cs.st}, modes: []stmtMode{modeCapture}, plans: []*rewrite.Capture{cs.plan}, copy: cs, apply: true}
+		ss.exp.push(expectation{kind: expQuery, q: q, convert: cs.convert})
+		w.send(encodeQuery(cs.applySQL))
+		if !w.flush() {
+			return
+		}
+		if status, ok = ss.awaitStatus(); !ok || status == 'F' {
+			return
+		}
+	}
+	ss.endProxyTx(w, status)
+}
+
+// awaitStatus waits for the upstream goroutine's report on a request the
+// proxy is driving.
+func (ss *session) awaitStatus() (byte, bool) {
+	t := time.NewTimer(10 * time.Minute)
+	defer t.Stop()
+	select {
+	case s := <-ss.converted:
+		return s, true
+	case <-ss.done:
+		return 0, false
+	case <-t.C:
+		ss.terminate(protocol.Fatal(protocol.CodeInternalError, "proxy timed out waiting for the upstream database"))
+		return 0, false
+	}
+}
+
+// noteTxControl follows the transaction state the server will be in once
+// a forwarded statement runs.
+func (ss *session) noteTxControl(st *rewrite.Statement) {
+	if st == nil || st.Kind != rewrite.Tx {
+		return
+	}
+	switch st.TxOp {
+	case rewrite.Begin:
+		ss.clientTx = true
+	case rewrite.Commit, rewrite.Rollback, rewrite.Prepare:
+		ss.clientTx = st.TxChain
+		ss.txWrote = false
+	}
+}
+
+// injectBegin returns the messages that open a transaction in the middle of
+// an extended-protocol batch, on a statement and portal of the proxy's own
+// so the client's unnamed ones are left alone. Postgres turns the batch's
+// implicit transaction into this explicit one.
+func (ss *session) injectBegin() []byte {
+	var out []byte
+	if !ss.beginPrepared {
+		out = encodeParse(out, beginStmt, "BEGIN", nil)
+		ss.exp.push(expectation{kind: expParse, swallow: true})
+		ss.beginPrepared = true
+	}
+	out = encodeBind(out, beginStmt, beginStmt)
+	ss.exp.push(expectation{kind: expBind, swallow: true})
+	out = encodeExecute(out, beginStmt)
+	ss.exp.push(expectation{kind: expExecute, swallow: true})
+	return out
+}
+
+const beginStmt = "__shadowproxy_begin"
+
+// journalBeforeCommit writes the open transaction's row images to the
+// mirror's journal before the client's COMMIT (or PREPARE TRANSACTION) is
+// forwarded. The images of statements still in flight must arrive first:
+// the server is asked to flush its output and the proxy waits for every
+// earlier response. It returns the journal position, or 0.
+func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement) uint64 {
+	if !ss.txWrote {
+		return 0
+	}
+	w.send(flushMsg)
+	if !w.flush() || !ss.waitResponses() {
+		return 0
+	}
+	ss.txMu.Lock()
+	b := ss.tx.take()
+	ss.txMu.Unlock()
+	if b == nil {
+		return 0
+	}
+	seq, ok := ss.srv.mirroring.journalTx(b)
+	if !ok {
+		return 0
+	}
+	if st.TxOp == rewrite.Prepare {
+		m := ss.srv.mirroring
+		m.mu.Lock()
+		m.prepared[st.Name] = seq
+		m.mu.Unlock()
+		return 0 // resolved by COMMIT PREPARED, or by asking the old database
+	}
+	return seq
+}
+
+var flushMsg = []byte{'H', 0, 0, 0, 4}
+
+// waitResponses waits until the old database has answered everything
+// forwarded so far. Bounded: a client that pipelines without reading could
+// otherwise deadlock with the proxy.
+func (ss *session) waitResponses() bool {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ss.exp.emptied():
+		return true
+	case <-ss.done:
+		return false
+	case <-t.C:
+		ss.log.Warn("timed out waiting for responses before a COMMIT; its row images reach the mirror late")
+		return false
+	}
+}
+
+// finishConverted ends an autocommit request the proxy ran in a
+// transaction of its own: once the old database has answered it (the
+// upstream goroutine reports the transaction status), the images go to the
+// journal and the proxy commits — or rolls back after an error, as the
+// autocommit transaction would have. The client's next messages wait until
+// then, so none of them runs inside the proxy's transaction.
+func (ss *session) finishConverted(w *upstreamWriter) {
+	if !w.flush() {
+		return
+	}
+	if status, ok := ss.awaitStatus(); ok {
+		ss.endProxyTx(w, status)
+	}
+}
+
+// endProxyTx ends the transaction the proxy opened for an autocommit
+// request: commit after journaling its images, or roll back when it
+// failed, as the autocommit transaction would have.
+func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
+	ss.clientTx, ss.txWrote = false, false
+	ss.txMu.Lock()
+	failed := status != 'T' || ss.tx.failed
+	b := ss.tx.take()
+	ss.txMu.Unlock()
+	if failed {
+		ss.exp.push(expectation{kind: expCommit})
+		w.send(encodeQuery("ROLLBACK"))
+		return
+	}
+	var seq uint64
+	if b != nil {
+		seq, _ = ss.srv.mirroring.journalTx(b)
+	}
+	ss.exp.push(expectation{kind: expCommit, seq: seq})
+	w.send(encodeQuery("COMMIT"))
+}
+
+func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, bool) {
 	ss.pending.push(request{sent: time.Now()})
 	sql, _, _ := protocol.CString(msg.Body)
 	stmts, _ := ss.srv.classifier.Classify(string(sql))
+	if len(stmts) == 1 && stmts[0].Command == "COPY FROM" && ss.capture && !ss.nonISODates.Load() {
+		ss.srv.metrics.CountQuery(kindOf(stmts[0]))
+		if ss.trackCopy(stmts[0], w) {
+			return nil, true
+		}
+		ss.exp.push(expectation{kind: expQuery, q: &queryState{stmts: stmts, modes: []stmtMode{modeNone}, plans: []*rewrite.Capture{nil}}})
+		return nil, false
+	}
 	q := &queryState{stmts: stmts, modes: make([]stmtMode, len(stmts)), plans: make([]*rewrite.Capture, len(stmts))}
-	rewritten := false
+	rewritten, writes, txControl := false, false, false
+	var commit *rewrite.Statement
 	parts := make([]string, len(stmts))
 	for i, st := range stmts {
 		ss.srv.metrics.CountQuery(kindOf(st))
 		parts[i] = st.SQL
 		if st.Kind == rewrite.Unparsed {
-			rewritten = false
+			rewritten, writes = false, false
 			break
+		}
+		if st.Kind == rewrite.Tx {
+			txControl = true
+			if st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare {
+				commit = st
+			}
 		}
 		mode, plan := ss.planWrite(st)
 		q.modes[i], q.plans[i] = mode, plan
-		if mode != modeNone {
+		if plan != nil {
 			parts[i] = plan.SQL
 			rewritten = true
 		}
+		if mode != modeNone {
+			writes = true
+		}
 	}
-	ss.exp.push(expectation{kind: expQuery, q: q, ticket: ss.srv.mirroring.seq.begin()})
-	if !rewritten {
-		return nil, false
+	e := expectation{kind: expQuery, q: q}
+	switch {
+	case writes && txControl:
+		// COMMIT must come after the journal write, which needs the rows
+		// of the statements before it: they cannot share one Query.
+		for i, st := range stmts {
+			if q.modes[i] != modeNone {
+				ss.srv.mirroring.recordNotMirrored(st, "write in a multi-statement query with transaction control")
+				q.modes[i], parts[i] = modeNone, st.SQL
+			}
+		}
+		rewritten = false
+	case writes && !ss.clientTx:
+		// Autocommit: run the statements in a transaction of the proxy's
+		// own, committed once their images are in the journal.
+		e.convert, q.begin, rewritten = true, true, true
+		parts[0] = "BEGIN;\n" + parts[0]
+		ss.clientTx, ss.txWrote = true, true
+	case writes:
+		ss.txWrote = true
+	case len(stmts) == 1 && commit != nil:
+		e.seq = ss.journalBeforeCommit(w, commit)
 	}
-	return encodeQuery(strings.Join(parts, ";\n")), true
+	for _, st := range stmts {
+		ss.noteTxControl(st)
+	}
+	ss.exp.push(e)
+	var out []byte
+	if rewritten {
+		out = encodeQuery(strings.Join(parts, ";\n"))
+	}
+	if e.convert {
+		w.send(out)
+		ss.finishConverted(w)
+		return nil, true
+	}
+	return out, rewritten
 }
 
 func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
@@ -189,7 +599,7 @@ func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
 	st.mode, st.plan = ss.planWrite(st.st)
 	ss.exp.push(expectation{kind: expParse})
 	st.desc = newStmtDesc()
-	if st.mode == modeNone {
+	if st.plan == nil {
 		st.serverSQL = st.sql
 		st.desc.setReady()
 		return nil, false
@@ -227,7 +637,7 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 		}
 		return nil, false
 	}
-	if p.mode == modeNone {
+	if p.plan == nil {
 		return pass()
 	}
 	b, err := parseBind(msg.Body)
@@ -278,7 +688,7 @@ func (ss *session) reprepare(name string, st *stmtState) []byte {
 	want, mode, plan := st.sql, modeNone, (*rewrite.Capture)(nil)
 	if ss.capture && st.st != nil {
 		mode, plan = ss.planWrite(st.st)
-		if mode != modeNone {
+		if plan != nil {
 			want = plan.SQL
 		}
 	}
@@ -294,7 +704,7 @@ func (ss *session) reprepare(name string, st *stmtState) []byte {
 	ss.exp.push(expectation{kind: expParse, swallow: true})
 	st.serverSQL, st.mode, st.plan = want, mode, plan
 	st.desc = newStmtDesc()
-	if mode != modeNone {
+	if plan != nil {
 		out = encodeDescribe(out, 'S', name)
 		ss.exp.push(expectation{kind: expDescribe, desc: st.desc, swallow: true})
 	} else {
@@ -306,6 +716,8 @@ func (ss *session) reprepare(name string, st *stmtState) []byte {
 // trackServer handles one upstream message of a tracking session. It
 // returns what the client gets instead when replace is set (nil: nothing).
 func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) {
+	ss.txMu.Lock()
+	defer ss.txMu.Unlock()
 	switch msg.Type {
 	case protocol.MsgNoticeResponse, 'A', protocol.MsgParameterStatus:
 		return nil, false // asynchronous: belongs to no request
@@ -367,15 +779,45 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		return client, true
 	case 'C', 'I': // CommandComplete, EmptyQueryResponse
 		switch e.kind {
+		case expCommit:
+			ss.resolveCommit(e.seq, msg)
+			ss.tx.discard()
+			return nil, true
 		case expExecute:
 			ss.exp.pop()
+			if e.swallow { // the proxy's BEGIN
+				ss.tx.explicit = true
+				return nil, true
+			}
+			ss.resolveCommit(e.seq, msg)
 			if e.portal != nil {
 				ss.statementComplete(e.portal.st, e.portal.mode, msg, e.portal)
 			} else {
 				ss.statementComplete(nil, modeNone, msg, nil)
 			}
 		case expQuery:
+			if e.q.begin { // the proxy's BEGIN in front of the client's statements
+				e.q.begin = false
+				ss.tx.explicit = true
+				return nil, true
+			}
+			if cs := e.q.copy; cs != nil {
+				// The staging steps answer for the client's COPY: its
+				// CommandComplete is held until the rows are captured.
+				if !e.q.apply && bytes.HasPrefix(msg.Body, []byte("COPY ")) {
+					cs.held = append([]byte(nil), msg.Raw...)
+				}
+				if e.q.apply && e.q.idx == 0 {
+					ss.statementComplete(nil, modeCapture, msg, nil)
+				}
+				e.q.idx++
+				e.q.cur = nil
+				return nil, true
+			}
 			st, mode, _ := e.q.current()
+			if st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare) {
+				ss.resolveCommit(e.seq, msg)
+			}
 			ss.statementComplete(st, mode, msg, nil)
 			e.q.idx++
 			e.q.cur = nil
@@ -388,13 +830,23 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		return nil, false
 	case protocol.MsgErrorResponse:
 		ss.tx.statementFailed()
-		ss.stmtRows, ss.stmtLSN = 0, 0
-		if e.kind == expQuery {
-			e.q.cur = nil
-			return nil, false
+		ss.stmtRows = 0
+		if e.seq != 0 {
+			// The COMMIT failed (serialization, deferred constraint): the
+			// journaled transaction did not happen.
+			ss.srv.mirroring.journal.Resolve(e.seq, false)
+			e.seq = 0
+			ss.exp.setSeq(0)
 		}
-		if e.kind == expSync || e.kind == expFunc {
-			return nil, false // an error at Sync (e.g. a deferred constraint) or from a function call
+		switch e.kind {
+		case expQuery:
+			e.q.cur = nil
+			if e.q.copy != nil {
+				e.q.copy.failed = true
+			}
+			return nil, false
+		case expSync, expFunc, expCommit:
+			return nil, false // an error at Sync (e.g. a deferred constraint), from a function, or at the proxy's COMMIT
 		}
 		ss.exp.pop()
 		if e.desc != nil {
@@ -404,10 +856,21 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		return nil, false
 	case protocol.MsgReadyForQuery:
 		ss.exp.pop()
-		ss.requestDone(e, msg)
-		return nil, false
+		return ss.requestDone(e, msg)
 	}
 	return nil, false
+}
+
+// resolveCommit tells the journal how the COMMIT of a journaled
+// transaction ended, from its CommandComplete: "COMMIT", or "ROLLBACK" for
+// a transaction that had failed.
+func (ss *session) resolveCommit(seq uint64, msg protocol.Message) {
+	if seq == 0 || msg.Type != 'C' {
+		return
+	}
+	tag, _, _ := protocol.CString(msg.Body)
+	ss.srv.mirroring.journal.Resolve(seq, string(tag) == "COMMIT")
+	ss.exp.setSeq(0)
 }
 
 // skipToSync drops what the server will skip after an extended-protocol
@@ -473,12 +936,12 @@ func (ss *session) trackRowDescription(e expectation, msg protocol.Message) ([]b
 // captureRow turns one captured row into a row image in the transaction
 // buffer. vals alias the reader's buffer: everything kept is copied.
 func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, plan *rewrite.Capture, vals [][]byte) {
-	lsn, err := parseLSN(vals[l.lsnIdx])
+	xid, err := strconv.ParseUint(string(vals[l.xidIdx]), 10, 64)
 	if err != nil {
-		ss.log.Error("captured row without a valid LSN", "err", err)
+		ss.log.Error("captured row without a valid transaction id", "value", string(vals[l.xidIdx]))
 	}
+	ss.tx.xid = xid
 	ss.stmtRows++
-	ss.stmtLSN = max(ss.stmtLSN, lsn)
 	if mode == modeStatement {
 		return // the statement is mirrored once, at its CommandComplete
 	}
@@ -510,7 +973,7 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 			}
 		}
 		if changed {
-			ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: oldKey, Fingerprint: fp}, lsn)
+			ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: oldKey, Fingerprint: fp})
 		}
 	}
 	switch plan.Op {
@@ -522,9 +985,9 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 		for i, c := range key {
 			k[i] = keyValue(l, row, c)
 		}
-		ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: k, Fingerprint: fp}, lsn)
+		ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: k, Fingerprint: fp})
 	default:
-		ss.tx.add(mirror.Change{Op: mirror.OpUpsert, Table: table, Columns: l.cols, Row: row, KeyCols: key, Fingerprint: fp}, lsn)
+		ss.tx.add(mirror.Change{Op: mirror.OpUpsert, Table: table, Columns: l.cols, Row: row, KeyCols: key, Fingerprint: fp})
 	}
 }
 
@@ -555,13 +1018,16 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 	m := ss.srv.mirroring
 	if mode == modeStatement && ss.stmtRows > 0 && st != nil {
 		if c, ok := ss.statementChange(st, p); ok {
-			ss.tx.add(c, ss.stmtLSN)
+			ss.tx.add(c)
 		}
+	}
+	if mode == modeTruncate && msg.Type == 'C' && st != nil {
+		ss.truncateChanges(st)
 	}
 	if ss.unresolved > 0 && st != nil {
 		m.recordNotMirrored(st, "rows of a table missing from the catalog (temporary table?)")
 	}
-	ss.stmtRows, ss.stmtLSN, ss.unresolved = 0, 0, 0
+	ss.stmtRows, ss.unresolved = 0, 0
 	cmd, _, _ := strings.Cut(tag, " ")
 	switch cmd {
 	case "BEGIN", "START":
@@ -570,27 +1036,32 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		if strings.HasPrefix(tag, "COMMIT PREPARED") {
 			if st != nil {
 				m.mu.Lock()
-				ptx := m.prepared[st.Name]
+				seq, ok := m.prepared[st.Name]
 				delete(m.prepared, st.Name)
 				m.mu.Unlock()
-				if ptx != nil {
-					ss.committed = append(ss.committed, committedTx(*ptx))
+				if ok {
+					m.journal.Resolve(seq, true)
 				}
 			}
 			break
 		}
-		b, lsn := ss.tx.take()
-		if b != nil {
-			ss.committed = append(ss.committed, committedTx{b, lsn})
-		}
+		// The images went to the journal before the COMMIT; anything left
+		// arrived too late for that (a client that pipelined past the
+		// proxy's wait) and goes now, after the commit.
+		ss.journalLate()
+		ss.tx.discard()
 		ss.tx.explicit = st != nil && st.TxChain
 	case "ROLLBACK":
 		switch {
 		case strings.HasPrefix(tag, "ROLLBACK PREPARED"):
 			if st != nil {
 				m.mu.Lock()
+				seq, ok := m.prepared[st.Name]
 				delete(m.prepared, st.Name)
 				m.mu.Unlock()
+				if ok {
+					m.journal.Resolve(seq, false)
+				}
 			}
 		case st != nil && st.TxOp == rewrite.RollbackTo:
 			ss.tx.rollbackTo(st.Name)
@@ -607,13 +1078,8 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 			ss.tx.release(st.Name)
 		}
 	case "PREPARE":
-		if tag == "PREPARE TRANSACTION" && st != nil {
-			b, lsn := ss.tx.take()
-			if b != nil {
-				m.mu.Lock()
-				m.prepared[st.Name] = &preparedTx{b, lsn}
-				m.mu.Unlock()
-			}
+		if tag == "PREPARE TRANSACTION" {
+			ss.tx.discard() // journaled before the PREPARE
 		}
 	}
 	if st != nil && st.Kind == rewrite.DDL && ss.capture {
@@ -697,29 +1163,86 @@ func paramText(types []uint32, i int, format int16, raw []byte) (mirror.Value, e
 	return mirror.Value{Text: string(text)}, nil
 }
 
-// committedTx is a transaction the old database committed, waiting to be
-// handed to the sequencer at its request's ReadyForQuery.
-type committedTx struct {
-	b   *mirror.Batch
-	lsn uint64
-}
-
-// requestDone ends a request at its ReadyForQuery: an implicit transaction
-// commits (or rolled back), and what committed goes to the sequencer.
-func (ss *session) requestDone(e expectation, msg protocol.Message) {
-	if len(msg.Body) > 0 && msg.Body[0] == 'I' {
+// requestDone handles the ReadyForQuery that ends a request. It returns
+// what replaces it for the client (replace set, nil: nothing).
+func (ss *session) requestDone(e expectation, msg protocol.Message) ([]byte, bool) {
+	status := byte('I')
+	if len(msg.Body) > 0 {
+		status = msg.Body[0]
+	}
+	if e.kind == expQuery && e.q.copy != nil {
+		return ss.copyStepDone(e, msg, status)
+	}
+	if e.convert {
+		// The proxy's own transaction is still open: this is not the
+		// client's ReadyForQuery. The client goroutine commits (or rolls
+		// back) now; the ReadyForQuery of that ends the client's request.
+		select {
+		case ss.converted <- status:
+		case <-ss.done:
+		}
+		return nil, true
+	}
+	if status == 'I' {
 		if ss.tx.failed {
 			ss.tx.discard()
-		} else if b, lsn := ss.tx.take(); b != nil {
-			ss.committed = append(ss.committed, committedTx{b, lsn})
+		} else {
+			ss.journalLate()
+		}
+		ss.tx.explicit = false
+	}
+	ss.observeReady(msg)
+	return nil, false
+}
+
+// copyStepDone handles the ReadyForQuery after a step of a staged COPY and
+// tells the client goroutine what to do next (see copyFinish).
+func (ss *session) copyStepDone(e expectation, msg protocol.Message, status byte) ([]byte, bool) {
+	cs := e.q.copy
+	report := func(s byte) {
+		select {
+		case ss.converted <- s:
+		case <-ss.done:
 		}
 	}
-	switch e.kind {
-	case expSync, expQuery, expFunc:
-		ss.srv.mirroring.seq.end(e.ticket, ss.committed)
-		clear(ss.committed)
-		ss.committed = ss.committed[:0]
+	switch {
+	case cs.failed && !cs.convert:
+		// Inside the client's transaction: the error and this
+		// ReadyForQuery are the client's answer.
+		ss.observeReady(msg)
+		report('F')
+		return nil, false
+	case cs.failed:
+		report('E')
+		return nil, true
+	case !e.q.apply:
+		report('T') // staged: insert next
+		return nil, true
+	case !cs.convert:
+		ss.observeReady(msg)
+		report('F')
+		return append(append([]byte(nil), cs.held...), msg.Raw...), true
+	default:
+		report('T') // captured: journal and commit next
+		return cs.held, true
 	}
+}
+
+// journalLate journals images left in the buffer once their transaction
+// committed: an autocommit write the proxy could not put in a transaction
+// of its own, or rows that arrived after the proxy stopped waiting before
+// a COMMIT. They are correct but ordered by when they arrive, not by the
+// commit; a crash before this write would lose them.
+func (ss *session) journalLate() {
+	b := ss.tx.take()
+	if b == nil {
+		return
+	}
+	seq, ok := ss.srv.mirroring.journalTx(b)
+	if ok {
+		ss.srv.mirroring.journal.Resolve(seq, true)
+	}
+	ss.log.Warn("row images journaled after their commit", "changes", len(b.Changes))
 }
 
 func kindOf(st *rewrite.Statement) metrics.QueryKind { return metrics.QueryKind(st.Kind.String()) }
@@ -869,4 +1392,22 @@ func encodeClose(out []byte, kind byte, name string) []byte {
 	out = append(out, kind)
 	out = append(out, name...)
 	return append(out, 0)
+}
+
+func encodeBind(out []byte, portal, stmt string) []byte {
+	start := len(out)
+	out = append(out, 'B', 0, 0, 0, 0)
+	out = append(out, portal...)
+	out = append(out, 0)
+	out = append(out, stmt...)
+	out = append(out, 0, 0, 0, 0, 0, 0, 0) // no parameter formats, no parameters, no result formats
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
+	return out
+}
+
+func encodeExecute(out []byte, portal string) []byte {
+	out = append(out, 'E')
+	out = binary.BigEndian.AppendUint32(out, uint32(4+len(portal)+1+4))
+	out = append(out, portal...)
+	return append(out, 0, 0, 0, 0, 0)
 }

@@ -10,7 +10,7 @@ import (
 // what it undoes. Owned by the session's upstream goroutine.
 type txBuffer struct {
 	changes    []mirror.Change
-	lsns       []uint64 // per change
+	xid        uint64 // the transaction's id on the old database, from its rows
 	savepoints []savepoint
 	stmtStart  int  // where the current statement's changes begin
 	explicit   bool // inside BEGIN ... COMMIT
@@ -22,10 +22,7 @@ type savepoint struct {
 	pos  int
 }
 
-func (t *txBuffer) add(c mirror.Change, lsn uint64) {
-	t.changes = append(t.changes, c)
-	t.lsns = append(t.lsns, lsn)
-}
+func (t *txBuffer) add(c mirror.Change) { t.changes = append(t.changes, c) }
 
 // statementDone marks the end of a statement that succeeded.
 func (t *txBuffer) statementDone() { t.stmtStart = len(t.changes) }
@@ -42,7 +39,6 @@ func (t *txBuffer) statementFailed() {
 func (t *txBuffer) truncate(n int) {
 	clear(t.changes[n:])
 	t.changes = t.changes[:n]
-	t.lsns = t.lsns[:n]
 	t.stmtStart = min(t.stmtStart, n)
 }
 
@@ -72,19 +68,15 @@ func (t *txBuffer) release(name string) {
 	}
 }
 
-// take ends the transaction and returns its changes as a batch with the
-// largest LSN among them, or nil when it changed nothing.
-func (t *txBuffer) take() (*mirror.Batch, uint64) {
+// take ends the transaction and returns its changes as a batch tagged with
+// its xid, or nil when it changed nothing.
+func (t *txBuffer) take() *mirror.Batch {
 	var b *mirror.Batch
-	var lsn uint64
 	if len(t.changes) > 0 {
-		b = &mirror.Batch{Changes: t.changes}
-		for _, l := range t.lsns {
-			lsn = max(lsn, l)
-		}
+		b = &mirror.Batch{Changes: t.changes, Xid: t.xid}
 	}
 	*t = txBuffer{}
-	return b, lsn
+	return b
 }
 
 // discard ends the transaction, dropping its changes.

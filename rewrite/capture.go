@@ -13,11 +13,11 @@ import (
 // proxy finds the first of them in the RowDescription, keeps the columns
 // before it for the client, and reads the row image from the rest.
 const (
-	// CaptureLSNColumn holds pg_current_wal_insert_lsn() evaluated while the
-	// row is locked by the writing transaction. Two transactions that write
-	// the same row see increasing values in their commit order, which is how
-	// the mirror orders them without any change to the old database.
-	CaptureLSNColumn = "__shadowproxy_lsn"
+	// CaptureXidColumn holds pg_current_xact_id(), the writing
+	// transaction's id: the mirror records it with the transaction's row
+	// images before the COMMIT is sent, and after a crash asks the old
+	// database (pg_xact_status) whether that transaction committed.
+	CaptureXidColumn = "__shadowproxy_xid"
 	// CaptureTableColumn holds tableoid: the table (or partition) the row is
 	// in, resolved against the catalog rather than the search_path.
 	CaptureTableColumn = "__shadowproxy_tableoid"
@@ -84,10 +84,11 @@ func (o CaptureOp) String() string {
 }
 
 // Capture is how to run a write on the old database so that it also returns
-// the row images the mirror needs.
+// the row images the mirror needs. It needs PostgreSQL 13 or later
+// (pg_current_xact_id).
 type Capture struct {
 	// SQL is the statement to send instead of the client's. It is the
-	// client's statement with CaptureLSNColumn, CaptureTableColumn and every
+	// client's statement with CaptureXidColumn, CaptureTableColumn and every
 	// column of the target table appended to its RETURNING list, so that
 	// values set by defaults, sequences, volatile functions and BEFORE
 	// triggers are captured exactly as stored.
@@ -178,7 +179,7 @@ func PlanCapture(sql string, keyOf KeyFunc) (*Capture, error) {
 	}
 	c.ClientReturning = len(*returning) > 0
 	*returning = append(*returning,
-		resTarget(CaptureLSNColumn, funcCall("pg_current_wal_insert_lsn")),
+		resTarget(CaptureXidColumn, funcCall("pg_current_xact_id")),
 		resTarget(CaptureTableColumn, columnRef(pg.MakeStrNode(ref), pg.MakeStrNode("tableoid"))),
 		resTarget("", columnRef(pg.MakeStrNode(ref), pg.MakeAStarNode())),
 	)
@@ -278,3 +279,100 @@ func (c *Capturer) Plan(sql string) (*Capture, error) {
 	}
 	return p, err
 }
+
+// Truncate describes a TRUNCATE statement.
+type Truncate struct {
+	Tables          []string // as written ("name" or "schema.name")
+	Cascade         bool     // CASCADE: referencing tables are truncated too
+	RestartIdentity bool
+}
+
+// ParseTruncate parses one TRUNCATE statement.
+func ParseTruncate(sql string) (*Truncate, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	if len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetTruncateStmt() == nil {
+		return nil, errors.New("rewrite: not a TRUNCATE statement")
+	}
+	ts := tree.Stmts[0].Stmt.GetTruncateStmt()
+	t := &Truncate{Cascade: ts.Behavior == pg.DropBehavior_DROP_CASCADE, RestartIdentity: ts.RestartSeqs}
+	for _, r := range ts.Relations {
+		rv := r.GetRangeVar()
+		if rv == nil {
+			continue
+		}
+		name := rv.Relname
+		if rv.Schemaname != "" {
+			name = rv.Schemaname + "." + name
+		}
+		t.Tables = append(t.Tables, name)
+	}
+	return t, nil
+}
+
+// CopyFrom describes a COPY ... FROM statement.
+type CopyFrom struct {
+	Table   string   // as written
+	Columns []string // the column list, empty when the COPY names none
+	Stdin   bool     // FROM STDIN: the data comes from the client
+}
+
+// ParseCopyFrom parses one COPY ... FROM statement.
+func ParseCopyFrom(sql string) (*CopyFrom, error) {
+	cs, err := parseCopy(sql)
+	if err != nil {
+		return nil, err
+	}
+	c := &CopyFrom{Table: cs.Relation.Relname, Stdin: cs.Filename == "" && !cs.IsProgram}
+	if cs.Relation.Schemaname != "" {
+		c.Table = cs.Relation.Schemaname + "." + c.Table
+	}
+	for _, a := range cs.Attlist {
+		c.Columns = append(c.Columns, a.GetString_().GetSval())
+	}
+	return c, nil
+}
+
+func parseCopy(sql string) (*pg.CopyStmt, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite: %w", err)
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, errors.New("rewrite: not one COPY statement")
+	}
+	cs := tree.Stmts[0].Stmt.GetCopyStmt()
+	if cs == nil || !cs.IsFrom || cs.Relation == nil {
+		return nil, errors.New("rewrite: not a COPY ... FROM a table")
+	}
+	return cs, nil
+}
+
+// RetargetCopy returns the COPY statement with its table replaced by table
+// (a temporary staging table) and its column list made explicit, keeping
+// every option, the source and the WHERE clause.
+func RetargetCopy(sql, table string, columns []string) (string, error) {
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return "", fmt.Errorf("rewrite: %w", err)
+	}
+	cs := tree.Stmts[0].Stmt.GetCopyStmt()
+	if cs == nil || !cs.IsFrom {
+		return "", errors.New("rewrite: not a COPY ... FROM")
+	}
+	cs.Relation = &pg.RangeVar{Schemaname: "pg_temp", Relname: table, Inh: true, Relpersistence: "t", Location: -1}
+	cs.Attlist = nil
+	for _, c := range columns {
+		cs.Attlist = append(cs.Attlist, pg.MakeStrNode(c))
+	}
+	out, err := pg.Deparse(tree)
+	if err != nil {
+		return "", fmt.Errorf("rewrite: deparse: %w", err)
+	}
+	return out, nil
+}
+
+// QuoteIdent quotes an identifier for Postgres.
+func QuoteIdent(s string) string { return quoteIdent(s) }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestPlanCapture(t *testing.T) {
-	suffix := `__shadowproxy_lsn, `
+	suffix := `__shadowproxy_xid, `
 	for _, tc := range []struct {
 		in         string
 		op         CaptureOp
@@ -82,11 +82,11 @@ func TestPlanCaptureKeyChangingUpdate(t *testing.T) {
 	}
 	for _, tc := range []struct{ in, want string }{
 		{"update t set id = id + 100 where v = 'x'",
-			"UPDATE t SET id = id + 100 FROM (SELECT id AS __shadowproxy_k0 FROM t) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = t.id AND v = 'x' RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, t.tableoid AS __shadowproxy_tableoid, t.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0"},
+			"UPDATE t SET id = id + 100 FROM (SELECT id AS __shadowproxy_k0 FROM t) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = t.id AND v = 'x' RETURNING pg_current_xact_id() AS __shadowproxy_xid, t.tableoid AS __shadowproxy_tableoid, t.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0"},
 		{"update s.c as x set b = b || '!' from u where u.a = x.a returning x.a",
-			"UPDATE s.c x SET b = b || '!' FROM u, (SELECT a AS __shadowproxy_k0, b AS __shadowproxy_k1 FROM s.c) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = x.a AND __shadowproxy_old.__shadowproxy_k1 = x.b AND u.a = x.a RETURNING x.a, pg_current_wal_insert_lsn() AS __shadowproxy_lsn, x.tableoid AS __shadowproxy_tableoid, x.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0, __shadowproxy_old.__shadowproxy_k1 AS __shadowproxy_oldkey_1"},
+			"UPDATE s.c x SET b = b || '!' FROM u, (SELECT a AS __shadowproxy_k0, b AS __shadowproxy_k1 FROM s.c) __shadowproxy_old WHERE __shadowproxy_old.__shadowproxy_k0 = x.a AND __shadowproxy_old.__shadowproxy_k1 = x.b AND u.a = x.a RETURNING x.a, pg_current_xact_id() AS __shadowproxy_xid, x.tableoid AS __shadowproxy_tableoid, x.*, __shadowproxy_old.__shadowproxy_k0 AS __shadowproxy_oldkey_0, __shadowproxy_old.__shadowproxy_k1 AS __shadowproxy_oldkey_1"},
 		// Not a key column: no self-join.
-		{"update t set v = 1", "UPDATE t SET v = 1 RETURNING pg_current_wal_insert_lsn() AS __shadowproxy_lsn, t.tableoid AS __shadowproxy_tableoid, t.*"},
+		{"update t set v = 1", "UPDATE t SET v = 1 RETURNING pg_current_xact_id() AS __shadowproxy_xid, t.tableoid AS __shadowproxy_tableoid, t.*"},
 	} {
 		c, err := PlanCapture(tc.in, keys)
 		if err != nil {
@@ -95,5 +95,49 @@ func TestPlanCaptureKeyChangingUpdate(t *testing.T) {
 		if c.SQL != tc.want {
 			t.Errorf("%s\n got %s\nwant %s", tc.in, c.SQL, tc.want)
 		}
+	}
+}
+
+func TestParseTruncate(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		tables  string
+		cascade bool
+		restart bool
+	}{
+		{"truncate t", "t", false, false},
+		{"TRUNCATE TABLE ONLY s.a, b RESTART IDENTITY CASCADE", "s.a,b", true, true},
+	} {
+		tr, err := ParseTruncate(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(tr.Tables, ",") != tc.tables || tr.Cascade != tc.cascade || tr.RestartIdentity != tc.restart {
+			t.Errorf("%s: %+v", tc.in, tr)
+		}
+	}
+	if _, err := ParseTruncate("delete from t"); err == nil {
+		t.Error("DELETE parsed as TRUNCATE")
+	}
+}
+
+func TestCopyFrom(t *testing.T) {
+	c, err := ParseCopyFrom(`copy s.t (a, "B") from stdin with (format csv, header true) where a > 1`)
+	if err != nil || c.Table != "s.t" || strings.Join(c.Columns, ",") != "a,B" || !c.Stdin {
+		t.Fatalf("%+v %v", c, err)
+	}
+	out, err := RetargetCopy(`copy s.t (a, "B") from stdin with (format csv, header true) where a > 1`, "__stage", []string{"a", "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `COPY pg_temp.__stage(a, "B") FROM STDIN WITH (FORMAT CSV, HEADER true) WHERE a > 1`
+	if out != want {
+		t.Fatalf("got  %s\nwant %s", out, want)
+	}
+	if c, _ := ParseCopyFrom(`copy t from '/tmp/x'`); c == nil || c.Stdin {
+		t.Fatalf("server-side file: %+v", c)
+	}
+	if _, err := ParseCopyFrom("copy t to stdout"); err == nil {
+		t.Fatal("COPY TO parsed as COPY FROM")
 	}
 }

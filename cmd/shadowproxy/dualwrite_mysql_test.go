@@ -22,6 +22,7 @@ create table composite (a varchar(100), b int, v text, primary key (a, b));
 create table nokey (msg text, n int, at datetime(6));
 create table trig (id bigint primary key, v text, upper_v text, touched datetime(6));
 create table kinds (k char(36) primary key, j json, arr json, raw blob, d date, ts datetime(6), tz datetime(6), nums decimal(65,30), f4 float);
+create table scratch (id int primary key, v text);
 `
 
 // pgTable reads a table from Postgres for comparison; exprs are the
@@ -119,6 +120,7 @@ var mysqlTables = map[string][2]string{
 	"nokey":     {"msg, n, at", "msg, n, at"},
 	"trig":      {"id, v, upper_v, touched", "id, v, upper_v, touched"},
 	"kinds":     {"k, j, to_jsonb(arr) as arr, raw, d, ts, tz, nums, f4", "k, j, arr, raw, d, ts, tz, nums, f4"},
+	"scratch":   {"id, v", "id, v"},
 }
 
 func TestDualWriteMariaDB(t *testing.T) {

@@ -124,7 +124,7 @@ func (p *proxyProc) waitMirrored(timeout time.Duration) map[string]any {
 	for {
 		st := p.status()
 		m, _ := st["mirror"].(map[string]any)
-		if m != nil && m["applied_seq"] == m["last_seq"] && m["queued"] == 0.0 && m["spooled"] == 0.0 && m["waiting_for_commit_order"] == 0.0 {
+		if m != nil && m["applied_seq"] == m["last_seq"] && m["queued"] == 0.0 && m["spooled"] == 0.0 && m["pending"] == 0.0 {
 			return m
 		}
 		if time.Now().After(deadline) {
@@ -148,6 +148,7 @@ create table composite (a text, b int, v text, primary key (a, b));
 create table nokey (msg text, n int, at timestamptz default now());
 create table trig (id bigint generated always as identity primary key, v text, upper_v text, touched timestamptz);
 create table kinds (k uuid primary key, j jsonb, arr int[], raw bytea, d date, ts timestamp, tz timestamptz, nums numeric, f4 real);
+create table scratch (id int primary key, v text);
 `
 
 // newSchema is the same tables without defaults or triggers: every value
@@ -158,6 +159,7 @@ create table composite (a text, b int, v text, primary key (a, b));
 create table nokey (msg text, n int, at timestamptz);
 create table trig (id bigint primary key, v text, upper_v text, touched timestamptz);
 create table kinds (k uuid primary key, j jsonb, arr int[], raw bytea, d date, ts timestamp, tz timestamptz, nums numeric, f4 real);
+create table scratch (id int primary key, v text);
 `
 
 const trigSQL = `create function trig_fn() returns trigger language plpgsql as $$
@@ -199,6 +201,34 @@ func workload(t *testing.T, url string) {
 	exec(`insert into trig (v) values ('lower'), ('mixed Case')`)
 	exec(`update trig set v = 'changed' where id = 1`)
 	exec(`insert into kinds values (gen_random_uuid(), '{"b":1,"a":[1,2]}', '{1,NULL,3}', '\xdeadbeef', '2024-02-29', '2024-01-02 03:04:05.123456', now(), 1.50, 1.25)`)
+
+	// COPY in all three formats; the columns it omits get volatile
+	// defaults (serial, now(), gen_random_uuid(), random()).
+	if _, err := c.CopyFrom(ctx, pgx.Identifier{"accounts"}, []string{"name", "balance"},
+		pgx.CopyFromRows([][]any{{"copy-bin-1", 1.25}, {"copy-bin-2", nil}})); err != nil {
+		t.Fatalf("binary COPY: %v", err)
+	}
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader("copy-text-1\t3.50\ncopy-text-2\t\\N\n"), "copy accounts (name, balance) from stdin"); err != nil {
+		t.Fatalf("text COPY: %v", err)
+	}
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader("name,balance\n\"copy, csv\",7\n"), "copy accounts (name, balance) from stdin with (format csv, header true)"); err != nil {
+		t.Fatalf("csv COPY: %v", err)
+	}
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader("bad\tnot-a-number\n"), "copy accounts (name, balance) from stdin"); err == nil {
+		t.Fatal("a COPY with bad data succeeded")
+	}
+	tx0, _ := c.Begin(ctx)
+	if _, err := tx0.Conn().PgConn().CopyFrom(ctx, strings.NewReader("in-tx\t1\n"), "copy accounts (name, balance) from stdin"); err != nil {
+		t.Fatalf("COPY in a transaction: %v", err)
+	}
+	if err := tx0.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// TRUNCATE, autocommit and inside a transaction.
+	exec(`insert into scratch values (1, 'a'), (2, 'b'), (3, 'c')`)
+	exec(`truncate scratch`)
+	exec(`insert into scratch values (4, 'd')`)
 
 	// Transactions: a rollback, a savepoint rolled back to, a commit.
 	tx, _ := c.Begin(ctx)
@@ -273,7 +303,7 @@ func TestDualWritePostgres(t *testing.T) {
 		"--phase", "dual-write", "--report-dir", t.TempDir())
 	workload(t, p.url("postgres", "postgres"))
 	m := p.waitMirrored(30 * time.Second)
-	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "accounts", "composite", "nokey", "trig", "kinds")
+	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "accounts", "composite", "nokey", "trig", "kinds", "scratch")
 	if m["dead_lettered"] != 0.0 || m["failed"] != 0.0 {
 		t.Errorf("mirror status %v\n%s", m, tail(p.logs.String(), 3000))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,6 +85,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		MaxSpoolBytes: cfg.Mirror.MaxSpoolBytes,
 		Fsync:         fsync,
 		FsyncInterval: cfg.Mirror.FsyncInterval,
+		Resolver:      xidResolver(cfg),
 		Logger:        log.With("component", "mirror"),
 	})
 	if err != nil {
@@ -106,8 +108,50 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 }
 
 func (dw *dualWrite) snapshot() metrics.MirrorSnapshot {
-	nm, classes, drift, waiting := dw.mirroring.Counts()
-	return metrics.MirrorSnapshot{Stats: dw.mirror.Stats(), NotMirrored: nm, NotMirroredClasses: classes, SchemaDrift: drift, WaitingForOrder: waiting}
+	nm, classes, drift := dw.mirroring.Counts()
+	return metrics.MirrorSnapshot{Stats: dw.mirror.Stats(), NotMirrored: nm, NotMirroredClasses: classes, SchemaDrift: drift}
+}
+
+// xidResolver asks the old database how transactions ended, for journal
+// entries whose outcome the proxy did not see (it was killed between a
+// COMMIT and its answer).
+func xidResolver(cfg *config.Config) func(context.Context, []uint64) (map[uint64]mirror.Outcome, error) {
+	connect := oldCatalogConn(cfg)
+	return func(ctx context.Context, xids []uint64) (map[uint64]mirror.Outcome, error) {
+		conn, err := connect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		args := make([]string, len(xids))
+		for i, x := range xids {
+			args[i] = strconv.FormatUint(x, 10)
+		}
+		rows, err := conn.Query(ctx, "SELECT x::text, pg_xact_status(x) FROM unnest($1::text[]::xid8[]) AS x", args)
+		if err != nil {
+			return nil, fmt.Errorf("asking the old database about transactions: %w", err)
+		}
+		out := make(map[uint64]mirror.Outcome, len(xids))
+		for rows.Next() {
+			var x string
+			var status *string
+			if err := rows.Scan(&x, &status); err != nil {
+				return nil, err
+			}
+			id, _ := strconv.ParseUint(x, 10, 64)
+			switch {
+			case status == nil:
+				out[id] = mirror.OutcomeUnknown
+			case *status == "committed":
+				out[id] = mirror.OutcomeCommitted
+			case *status == "aborted":
+				out[id] = mirror.OutcomeAborted
+			default:
+				out[id] = mirror.OutcomeInProgress
+			}
+		}
+		return out, rows.Err()
+	}
 }
 
 // mirrorStatus is /status "mirror".
@@ -119,6 +163,8 @@ type mirrorStatus struct {
 	Failed        uint64   `json:"failed"`
 	DeadLettered  uint64   `json:"dead_lettered"`
 	Dropped       uint64   `json:"dropped"`
+	Pending       int      `json:"pending"`
+	Aborted       uint64   `json:"aborted"`
 	LagSeconds    float64  `json:"lag_seconds"`
 	AppliedSeq    uint64   `json:"applied_seq"`
 	LastSeq       uint64   `json:"last_seq"`
@@ -133,7 +179,7 @@ func (dw *dualWrite) status() mirrorStatus {
 	s := dw.mirror.Stats()
 	st := mirrorStatus{
 		Queued: s.Queued, Spooled: s.Spooled, SpoolBytes: s.SpoolBytes, Applied: s.Applied, Failed: s.Failed,
-		DeadLettered: s.DeadLettered, Dropped: s.Dropped, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
+		DeadLettered: s.DeadLettered, Dropped: s.Dropped, Pending: s.Pending, Aborted: s.Aborted, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
 		LastSeq: s.LastSeq, Spooling: s.Spooling, Overflowed: s.Overflowed, DirtyTables: s.DirtyTables,
 		TriggerWrites:   []string{},
 		MirroringStatus: dw.mirroring.Status(),

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shadowproxy/shadowproxy/internal/testdb"
+	"github.com/shadowproxy/shadowproxy/mirror"
+)
+
+const faultSchema = `create table ledger (id serial primary key, acct int not null, amount numeric(12,2), at timestamptz default clock_timestamp());
+create table balances (acct int primary key, total numeric(14,2) not null default 0, touched timestamptz default now());`
+
+const faultNewSchema = `create table ledger (id int primary key, acct int not null, amount numeric(12,2), at timestamptz);
+create table balances (acct int primary key, total numeric(14,2) not null, touched timestamptz);`
+
+// faultWorkload runs clients that move money in explicit transactions and
+// append to the ledger in autocommit, until stop is closed. Connection
+// errors are counted, not fatal: fault tests cause some on purpose.
+func faultWorkload(t *testing.T, url func() string, clients int, stop <-chan struct{}) (done func() (ok, connErrs int64)) {
+	var wg sync.WaitGroup
+	var okN, errN atomic.Int64
+	for i := range clients {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(i), 42))
+			ctx := context.Background()
+			var c *pgx.Conn
+			for {
+				select {
+				case <-stop:
+					if c != nil {
+						c.Close(ctx)
+					}
+					return
+				default:
+				}
+				if c == nil {
+					var err error
+					if c, err = pgx.Connect(ctx, url()); err != nil {
+						errN.Add(1)
+						c = nil
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+				}
+				a, b := 1+r.IntN(20), 1+r.IntN(20)
+				amt := fmt.Sprintf("%d.%02d", r.IntN(100), r.IntN(100))
+				err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, "update balances set total = total - $1, touched = now() where acct = $2", amt, a); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, "update balances set total = total + $1, touched = now() where acct = $2", amt, b)
+					return err
+				})
+				if err == nil {
+					_, err = c.Exec(ctx, "insert into ledger (acct, amount) values ($1, $2)", a, amt)
+				}
+				var pgErr *pgconn.PgError
+				switch {
+				case err == nil:
+					okN.Add(1)
+				case errors.As(err, &pgErr) && pgErr.Code == "40P01": // deadlock between transfers: retried
+				default:
+					errN.Add(1)
+					c.Close(ctx)
+					c = nil
+				}
+			}
+		}(i)
+	}
+	return func() (int64, int64) {
+		wg.Wait()
+		return okN.Load(), errN.Load()
+	}
+}
+
+// seedBalances creates the accounts through the proxy, so the new
+// database gets them by mirroring.
+func seedBalances(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "insert into balances (acct) select g from generate_series(1, 20) g"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDualWriteNewDatabaseDown(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, faultSchema)
+	nw.Exec(t, faultNewSchema)
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--phase", "dual-write", "--report-dir", t.TempDir())
+	seedBalances(t, p.url("postgres", "postgres"))
+
+	stop := make(chan struct{})
+	wait := faultWorkload(t, func() string { return p.url("postgres", "postgres") }, 4, stop)
+	time.Sleep(500 * time.Millisecond)
+	nw.Stop(t) // the new database goes away mid-workload
+	time.Sleep(1500 * time.Millisecond)
+	st := p.status()["mirror"].(map[string]any)
+	if st["spooled"] == 0.0 && st["pending"] == 0.0 && st["queued"] == 0.0 {
+		t.Logf("mirror while the new database is down: %v", st)
+	}
+	nw.Restart(t)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	ok, errs := wait()
+	if errs != 0 {
+		t.Errorf("%d client errors while the new database was down (want none)", errs)
+	}
+	if ok < 20 {
+		t.Fatalf("only %d transactions ran", ok)
+	}
+	m := p.waitMirrored(60 * time.Second)
+	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "ledger", "balances")
+	if m["dead_lettered"] != 0.0 {
+		t.Errorf("dead letters: %v", m)
+	}
+	if m["failed"] == 0.0 {
+		t.Errorf("the mirror never failed to apply while the new database was down: %v", m)
+	}
+	t.Logf("%d transactions; mirror %v", ok, m)
+}
+
+func TestDualWriteProxyKilled(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, faultSchema)
+	nw.Exec(t, faultNewSchema)
+	reportDir := t.TempDir()
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--phase", "dual-write", "--report-dir", reportDir)
+	seedBalances(t, p.url("postgres", "postgres"))
+
+	stop := make(chan struct{})
+	wait := faultWorkload(t, func() string { return p.url("postgres", "postgres") }, 4, stop)
+	time.Sleep(700 * time.Millisecond)
+	// SIGKILL: nothing is flushed, nothing closed. Transactions whose
+	// COMMIT was in flight are resolved from the old database on restart.
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.waitDone
+	time.Sleep(200 * time.Millisecond)
+	p.start() // same address, same mirror directory
+	time.Sleep(700 * time.Millisecond)
+	close(stop)
+	ok, errs := wait()
+	t.Logf("%d transactions, %d client errors (connections of the killed proxy)", ok, errs)
+	if ok < 20 {
+		t.Fatalf("only %d transactions ran", ok)
+	}
+	m := p.waitMirrored(60 * time.Second)
+	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "ledger", "balances")
+	if m["dead_lettered"] != 0.0 {
+		t.Errorf("dead letters: %v", m)
+	}
+}
+
+func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, faultSchema)
+	// The new schema is stricter: a check the old one does not have.
+	nw.Exec(t, faultNewSchema+"alter table ledger add constraint small check (amount < 50);")
+	reportDir := t.TempDir()
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--phase", "dual-write", "--report-dir", reportDir)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, amt := range []string{"10", "99", "20"} {
+		if _, err := c.Exec(ctx, "insert into ledger (acct, amount) values (1, $1)", amt); err != nil {
+			t.Fatalf("the client must not see the new database's refusal: %v", err)
+		}
+	}
+	m := p.waitMirrored(30 * time.Second)
+	if m["dead_lettered"] != 1.0 {
+		t.Fatalf("dead_lettered = %v, want 1: %v", m["dead_lettered"], m)
+	}
+	dirty, _ := m["dirty_tables"].([]any)
+	if len(dirty) != 1 || dirty[0] != "public.ledger" {
+		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
+	}
+	f, err := os.Open(filepath.Join(reportDir, "mirror", "deadletter.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dls, err := mirror.ReadDeadLetters(f)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters: %v %v", dls, err)
+	}
+	dl := dls[0]
+	if dl.SQLState != "23514" || len(dl.Changes) != 1 || dl.Changes[0].Fingerprint == "" || !strings.Contains(dl.Error, "small") {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	// The others were applied.
+	if rows := tableRows(t, nw.URL("postgres", "", "postgres"), "ledger"); len(rows) != 2 {
+		t.Fatalf("new ledger has %d rows, want 2: %v", len(rows), rows)
+	}
+}
