@@ -120,18 +120,25 @@ type Change struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
-// Batch is the set of changes of one transaction committed on the old
-// database. Once a Batch is passed to Enqueue it belongs to the Mirror: the
+// Batch is the set of changes of one transaction of the old database. Once a
+// Batch is passed to Enqueue or EnqueueDurable it belongs to the Mirror: the
 // caller must not modify it any more.
 type Batch struct {
-	// Seq is assigned by Enqueue. It orders batches by their commit on the old
-	// database and is never reused, not even across restarts, but it is not
-	// dense: a restart skips ahead.
+	// Seq is assigned by Enqueue or EnqueueDurable. It is the apply order
+	// (see the package documentation) and is never reused, not even across
+	// restarts, but it is not dense: a restart skips ahead.
 	Seq     uint64
 	Changes []Change
 	// CommittedAt is when the old database committed the transaction; it
 	// measures the mirror's lag. Enqueue sets it to now when it is zero.
 	CommittedAt time.Time
+	// Xid is the transaction's id on the old database (pg_current_xact_id(),
+	// an xid8) when the batch is enqueued before its COMMIT's outcome is
+	// known (an intent, see EnqueueDurable). Such a batch is pending: it is
+	// not applied before Resolve or Options.Resolver says the transaction
+	// committed, and is skipped if it aborted. 0 means the transaction is
+	// known to have committed.
+	Xid uint64
 }
 
 // tables returns the distinct tables the batch touches, sorted.

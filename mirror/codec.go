@@ -13,22 +13,33 @@ import (
 // explicit binary encoding, versioned by its first byte, so that a spool
 // written by one build can be read by the next one (or refused clearly):
 //
-//	payload  = version:u8(=1) seq:uvarint flags:u8 [sec:varint nsec:uvarint] nchanges:uvarint change*
+//	payload  = version:u8(=2) seq:uvarint flags:u8 [sec:varint nsec:uvarint] [xid:uvarint] nchanges:uvarint change*
 //	           flags bit 0: CommittedAt is set (sec, nsec follow)
+//	           flags bit 1: Xid is set (xid follows, never 0)
 //	change   = op:u8 table:str ncols:uvarint (name:str oid:uvarint typename:str)*
 //	           row:vals keycols:strs key:vals sql:str args:vals fingerprint:str
 //	vals     = n:uvarint (tag:u8(0 null, 1 text) [text:str])*
 //	strs     = n:uvarint str*
 //	str      = len:uvarint bytes
 //
+// Version 1, written before batches had an Xid, is the same without flags
+// bit 1; it is still decoded (Xid 0: already committed). EncodeBatch always
+// writes the current version.
+//
 // gob was the alternative; it is self-describing but its stream carries type
 // definitions that make single records large and its compatibility rules
 // implicit. Here every byte is accounted for and the decoder is strict
-// (trailing bytes, unknown versions and ops are errors), so Encode∘Decode is
-// the identity, which the fuzz test checks.
-const codecVersion = 1
+// (trailing bytes, unknown versions, flags and ops are errors), so
+// Encode∘Decode is the identity, which the fuzz test checks.
+const (
+	codecVersion   = 2
+	codecVersionV1 = 1 // no Xid
+)
 
-const flagCommittedAt = 1 << 0
+const (
+	flagCommittedAt = 1 << 0
+	flagXid         = 1 << 1
+)
 
 // CommittedAt must lie in years 1 to 9999, which keeps time.Unix exact (far
 // larger values overflow time.Time's internal representation).
@@ -46,15 +57,23 @@ var ErrCorrupt = errors.New("mirror: corrupt spool data")
 func EncodeBatch(dst []byte, b *Batch) ([]byte, error) {
 	dst = append(dst, codecVersion)
 	dst = binary.AppendUvarint(dst, b.Seq)
-	if b.CommittedAt.IsZero() {
-		dst = append(dst, 0)
-	} else {
+	var flags byte
+	if !b.CommittedAt.IsZero() {
 		if sec := b.CommittedAt.Unix(); sec < minUnix || sec > maxUnix {
 			return dst, fmt.Errorf("mirror: encode batch %d: committed_at %v out of range", b.Seq, b.CommittedAt)
 		}
-		dst = append(dst, flagCommittedAt)
+		flags |= flagCommittedAt
+	}
+	if b.Xid != 0 {
+		flags |= flagXid
+	}
+	dst = append(dst, flags)
+	if flags&flagCommittedAt != 0 {
 		dst = binary.AppendVarint(dst, b.CommittedAt.Unix())
 		dst = binary.AppendUvarint(dst, uint64(b.CommittedAt.Nanosecond()))
+	}
+	if flags&flagXid != 0 {
+		dst = binary.AppendUvarint(dst, b.Xid)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(b.Changes)))
 	for i := range b.Changes {
@@ -106,21 +125,34 @@ func appendValues(dst []byte, vs []Value) []byte {
 // of len(p), whatever p holds: every count is checked against the bytes left.
 func DecodeBatch(p []byte) (*Batch, error) {
 	d := decoder{buf: p}
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		return nil, fmt.Errorf("%w: unsupported batch encoding version %d", ErrCorrupt, v)
+	version := d.byte()
+	known := byte(flagCommittedAt | flagXid)
+	switch {
+	case d.err != nil:
+	case version == codecVersionV1:
+		known = flagCommittedAt
+	case version != codecVersion:
+		return nil, fmt.Errorf("%w: unsupported batch encoding version %d", ErrCorrupt, version)
 	}
 	b := &Batch{Seq: d.uvarint()}
-	switch flags := d.byte(); {
-	case d.err != nil:
-	case flags == flagCommittedAt:
+	flags := d.byte()
+	if d.err == nil && flags&^known != 0 {
+		d.fail(fmt.Sprintf("unknown flags %#x in version %d", flags, version))
+	}
+	if flags&flagCommittedAt != 0 {
 		sec := d.varint()
 		nsec := d.uvarint()
 		if d.err == nil && (nsec >= uint64(time.Second) || sec < minUnix || sec > maxUnix) {
 			d.fail("committed_at out of range")
 		}
 		b.CommittedAt = time.Unix(sec, int64(nsec)).UTC()
-	case flags != 0:
-		d.fail(fmt.Sprintf("unknown flags %#x", flags))
+	}
+	if flags&flagXid != 0 {
+		// 0 means "no Xid" and is encoded by leaving the flag out; refusing
+		// it keeps a single encoding per batch.
+		if b.Xid = d.uvarint(); d.err == nil && b.Xid == 0 {
+			d.fail("xid flag with xid 0")
+		}
 	}
 	if n := d.count(); n > 0 {
 		b.Changes = make([]Change, n)
@@ -172,7 +204,7 @@ func DecodeBatch(p []byte) (*Batch, error) {
 // spool recovery scan uses it.
 func peekSeq(p []byte) (uint64, error) {
 	d := decoder{buf: p}
-	if v := d.byte(); d.err == nil && v != codecVersion {
+	if v := d.byte(); d.err == nil && v != codecVersion && v != codecVersionV1 {
 		return 0, fmt.Errorf("%w: unsupported batch encoding version %d", ErrCorrupt, v)
 	}
 	seq := d.uvarint()

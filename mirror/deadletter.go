@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -120,7 +121,15 @@ func openDeadLetters(dir string) (*deadLetters, error) {
 func (d *deadLetters) write(dl *DeadLetter) error {
 	b, err := json.Marshal(dl)
 	if err != nil {
-		return fmt.Errorf("mirror: dead letter: %w", err)
+		// The rows themselves cannot be rendered (a Change with an invalid
+		// Op, the very reason for ReasonUnencodable): record the batch
+		// without them rather than not at all.
+		slim := *dl
+		slim.Changes, slim.Change = nil, nil
+		slim.Error = strings.TrimPrefix(dl.Error+"; rows not recorded: "+err.Error(), "; ")
+		if b, err = json.Marshal(&slim); err != nil {
+			return fmt.Errorf("mirror: dead letter: %w", err)
+		}
 	}
 	b = append(b, '\n')
 	d.mu.Lock()

@@ -63,27 +63,56 @@ type Mirror struct {
 
 	// The in-memory queue. Invariant: while spooling, memQ is empty (all of
 	// it was spilled to the spool), so the applier has exactly one source.
+	// Entries written through to the spool (ticket set) come first: every
+	// entry after one with a ticket has one too (see writeThroughLocked).
 	memQ     []queued
 	memBytes int64
 
-	inflight    *Batch // the batch the applier is working on
-	inflightMem bool   // inflight came from memQ and is not in the spool
+	inflight    *Batch  // the batch the applier is working on
+	inflightMem bool    // inflight came from memQ and the spool path does not have it
+	inflightT   *ticket // inflight's ticket when it was written through
 
 	// spooling is true from the moment a batch goes to the spool until the
 	// applier has applied everything in it; meanwhile every new batch goes
 	// behind, through the spool, which keeps the order.
-	spooling      bool
+	spooling bool
+	// spoolFrom is the lowest Seq on the spool path of the current spooling
+	// period. Spool records below it are write-through copies of batches the
+	// applier took from memory: the reader skips them.
+	spoolFrom     uint64
 	handoff       []queued // batches for the spool writer, in Seq order
 	handoffBytes  int64    // of handoff and of the batches being written
-	writerBusy    bool     // the writer holds batches it has not published yet
+	writerBusy    bool     // an appender holds batches it has not published yet
 	retire        bool     // spool drained: the writer may seal its segment
 	lastHandedOff uint64   // highest Seq given to the spool path
 	spooled       int      // batches on the spool path not yet consumed
 
+	// Batches with an Xid enqueued in this run, in Seq order, with the
+	// outcome Resolve (or the Resolver) gave. The applier drops entries as it
+	// passes them, so this holds at most the batches not yet applied, and at
+	// most maxIntents of those.
+	intents     []intentRec
+	maxIntents  int
+	nPending    int  // entries of intents without an outcome
+	headPending bool // the applier is resolving an untracked batch
+	intentsFull bool // maxIntents reached (logged once)
+
 	dirty      map[string]struct{}
 	overflowed bool
 
-	nApplied, nFailed, nDeadLettered, nDropped, nHandoffWaits uint64
+	nApplied, nFailed, nDeadLettered, nDropped, nHandoffWaits, nAborted uint64
+
+	// Appender state, guarded by spool.wmu: reused encoding buffers.
+	wbuf   []byte
+	wrecs  []spoolRec
+	wchunk []queued
+	wok    []int
+	werrs  []error
+
+	// Applier goroutine only.
+	ahead            []*Batch           // read from the spool after the head, to resolve their Xids together
+	known            map[uint64]Outcome // Resolver answers for untracked batches, by Seq
+	noResolverWarned bool
 
 	appliedSeq atomic.Uint64
 	appliedMu  sync.Mutex
@@ -96,6 +125,18 @@ type Mirror struct {
 type queued struct {
 	b    *Batch
 	size int64
+	t    *ticket // nil for a batch on one path that nobody waits for
+}
+
+// ticket follows a batch handed to the spool writer that is also in the
+// in-memory queue (write-through), or whose EnqueueDurable caller waits for
+// the write. Its fields are guarded by Mirror.mu; done is written once by
+// the appender.
+type ticket struct {
+	done    chan error // receives the write's result; nil when nobody waits
+	through bool       // write-through: the applier takes the batch from memory
+	failed  bool       // the write failed; the batch was dead-lettered
+	spilled bool       // a spill counted the batch on the spool path (spooled)
 }
 
 // New opens (or creates) the spool in opts.Dir, recovers it, and starts the
@@ -151,6 +192,8 @@ func open(target Target, o Options, unlock func() error) (*Mirror, error) {
 		wakeWriter:  make(chan struct{}, 1),
 		wakeState:   make(chan struct{}, 1),
 		nextSeq:     max(st.SeqCeiling, rec.lastSeq, st.AppliedSeq) + 1,
+		maxIntents:  maxTrackedIntents,
+		known:       map[uint64]Outcome{},
 		dirty:       map[string]struct{}{},
 		overflowed:  st.Overflowed,
 		appliedCh:   make(chan struct{}),
@@ -204,7 +247,8 @@ func notify(ch chan struct{}) {
 // Seqs are handed out in the order of Enqueue calls, so the producer must
 // call Enqueue in the order the old database committed (see the package
 // documentation). After Close, Enqueue records the batch as a dead letter
-// and returns 0.
+// and returns 0. A batch with an Xid is pending like one from
+// EnqueueDurable; Enqueue is meant for batches known to have committed.
 func (m *Mirror) Enqueue(b *Batch) uint64 {
 	size := b.memSize()
 	m.mu.Lock()
@@ -216,7 +260,7 @@ func (m *Mirror) Enqueue(b *Batch) uint64 {
 		}
 		if !m.spooling && len(m.memQ) < m.opts.QueueLen && m.memBytes+size <= m.opts.QueueBytes {
 			seq := m.assignLocked(b)
-			m.memQ = append(m.memQ, queued{b, size})
+			m.memQ = append(m.memQ, queued{b, size, nil})
 			m.memBytes += size
 			m.mu.Unlock()
 			notify(m.wakeApplier)
@@ -231,12 +275,75 @@ func (m *Mirror) Enqueue(b *Batch) uint64 {
 	}
 	seq := m.assignLocked(b)
 	if !m.spooling {
-		m.startSpoolingLocked()
+		m.startSpoolingLocked(seq)
 	}
-	m.handoffLocked(queued{b, size})
+	m.handoffLocked(queued{b, size, nil})
 	m.mu.Unlock()
 	notify(m.wakeWriter)
 	return seq
+}
+
+// EnqueueDurable hands a transaction to the mirror like Enqueue, but
+// returns only once the batch's record is written to the spool (with
+// write(2): a kill of the process no longer loses it; the fsync policy
+// decides, in the background, when it survives a machine crash). The
+// producer calls it before it forwards COMMIT to the old database, with
+// b.Xid set to the transaction's id, and calls Resolve with the Seq once the
+// COMMIT's outcome is known; see the package documentation for why this
+// keeps every committed transaction and the apply order.
+//
+// Writing the batch also writes every earlier batch the applier has not
+// finished that is not in the spool yet (Enqueue'd ones in the in-memory
+// queue), so that the spool stays in Seq order. When the mirror is not
+// spooling the batch also goes to the in-memory queue, and the applier takes
+// it from there: the record is only read back after a crash or a switch to
+// the spool. Concurrent callers are written in Seq order, several in one
+// write when they arrive together. With FsyncAlways a write first waits for
+// the fsync of the write before it, as that policy promises.
+//
+// An error means the batch could not be made durable: the spool is full
+// (ErrSpoolFull), the disk failed, the batch cannot be encoded, or the
+// mirror is closed (ErrClosed, Seq 0). The batch is then dead-lettered and
+// its tables are marked dirty, as for Enqueue; it is not applied, unless the
+// applier had already taken it from memory. The Seq is returned whenever one
+// was assigned; a Resolve for it is harmless.
+func (m *Mirror) EnqueueDurable(b *Batch) (uint64, error) {
+	size := b.memSize()
+	t := &ticket{done: make(chan error, 1)}
+	m.mu.Lock()
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			m.lose(newDeadLetter(m.opts.Now(), ReasonClosed, b, ErrClosed, true), true)
+			return 0, ErrClosed
+		}
+		if m.handoffBytes == 0 || m.handoffBytes+size <= m.opts.HandoffBytes {
+			break
+		}
+		m.nHandoffWaits++
+		m.room.Wait()
+	}
+	seq := m.assignLocked(b)
+	q := queued{b, size, t}
+	memory := !m.spooling && len(m.memQ) < m.opts.QueueLen && m.memBytes+size <= m.opts.QueueBytes
+	if memory {
+		m.writeThroughLocked()
+		t.through = true
+		m.memQ = append(m.memQ, q)
+		m.memBytes += size
+		m.handoff = append(m.handoff, q)
+		m.handoffBytes += size
+	} else {
+		if !m.spooling {
+			m.startSpoolingLocked(seq)
+		}
+		m.handoffLocked(q)
+	}
+	m.mu.Unlock()
+	if memory {
+		notify(m.wakeApplier)
+	}
+	return seq, m.flushUntil(t)
 }
 
 // assignLocked gives b the next Seq and makes sure a new lease is on its way
@@ -247,6 +354,9 @@ func (m *Mirror) assignLocked(b *Batch) uint64 {
 	b.Seq = seq
 	if b.CommittedAt.IsZero() {
 		b.CommittedAt = m.opts.Now()
+	}
+	if b.Xid != 0 {
+		m.trackLocked(seq)
 	}
 	if seq+seqLease/2 > m.ceiling {
 		notify(m.wakeState)
@@ -265,17 +375,42 @@ func (m *Mirror) assignLocked(b *Batch) uint64 {
 // from memory (if any) and the in-memory queue go to the spool first, in
 // order, so that everything not yet applied becomes durable and later
 // batches queue behind it. The applier keeps working on its batch; the
-// spooled copy is skipped by Seq once that batch is done.
-func (m *Mirror) startSpoolingLocked() {
+// spooled copy is skipped by Seq once that batch is done. Batches already
+// written through are not written again: the reader will find them where
+// they are. next is the Seq of the batch about to be handed off, if any,
+// else the next Seq.
+func (m *Mirror) startSpoolingLocked(next uint64) {
 	m.spooling = true
+	from := next
+	// take moves a batch from memory to the spool path.
+	take := func(q queued) {
+		from = min(from, q.b.Seq)
+		switch {
+		case q.t == nil:
+			m.handoffLocked(q)
+		case q.t.failed:
+			// Dead-lettered: it is nowhere now. Let the position pass it
+			// when the spool drains.
+			m.lastHandedOff = max(m.lastHandedOff, q.b.Seq)
+		default:
+			q.t.spilled = true
+			m.spooled++
+			m.lastHandedOff = max(m.lastHandedOff, q.b.Seq)
+		}
+	}
 	if m.inflight != nil && m.inflightMem {
-		m.handoffLocked(queued{m.inflight, m.inflight.memSize()})
+		if t := m.inflightT; t == nil || !t.failed {
+			// A failed one stays with the applier only: handing it off now
+			// would put it behind later Seqs.
+			take(queued{m.inflight, m.inflight.memSize(), t})
+		}
 		m.inflightMem = false
 	}
 	for _, q := range m.memQ {
-		m.handoffLocked(q)
+		take(q)
 	}
 	m.memQ, m.memBytes = nil, 0
+	m.spoolFrom = from
 }
 
 func (m *Mirror) handoffLocked(q queued) {
@@ -285,10 +420,46 @@ func (m *Mirror) handoffLocked(q queued) {
 	m.lastHandedOff = max(m.lastHandedOff, q.b.Seq)
 }
 
+// writeThroughLocked hands to the spool writer the batches the applier has
+// not finished that the spool does not have: the one it took from memory
+// and the tail of the in-memory queue that Enqueue put there. They stay in
+// memory too (write-through). Called before a durable batch is handed off,
+// it keeps the spool in Seq order whatever happens next: a later spill
+// hands off only batches after the last durable one, and the spool never
+// holds a durable batch without every unfinished batch before it.
+func (m *Mirror) writeThroughLocked() {
+	if m.inflight != nil && m.inflightMem && m.inflightT == nil {
+		m.inflightT = &ticket{through: true}
+		q := queued{m.inflight, m.inflight.memSize(), m.inflightT}
+		m.handoff = append(m.handoff, q)
+		m.handoffBytes += q.size
+	}
+	i := len(m.memQ)
+	for i > 0 && m.memQ[i-1].t == nil {
+		i--
+	}
+	for ; i < len(m.memQ); i++ {
+		m.memQ[i].t = &ticket{through: true}
+		m.handoff = append(m.handoff, m.memQ[i])
+		m.handoffBytes += m.memQ[i].size
+	}
+}
+
 // lose records data the mirror could not apply: a dead letter, dirty
 // tables, and for losses inside the pipeline (as opposed to rejections by the
-// target) the Overflowed flag.
+// target) the Overflowed flag. The counters move after the dead letter is
+// written, so every loss Stats reports is in the file.
 func (m *Mirror) lose(dl *DeadLetter, dropped bool) {
+	level := slog.LevelWarn
+	if dropped {
+		level = slog.LevelError
+	}
+	m.log.Log(context.Background(), level, "mirror: batch dead-lettered; the tables need repair",
+		"reason", dl.Reason, "seq", dl.Seq, "tables", dl.Tables, "sqlstate", dl.SQLState, "err", dl.Error,
+		"lost_batches", dl.Lost)
+	if err := m.dl.write(dl); err != nil {
+		m.log.Error("mirror: cannot write dead letter", "seq", dl.Seq, "tables", dl.Tables, "err", err)
+	}
 	m.mu.Lock()
 	m.nDeadLettered++
 	if dropped {
@@ -300,16 +471,6 @@ func (m *Mirror) lose(dl *DeadLetter, dropped bool) {
 	}
 	m.mu.Unlock()
 	notify(m.wakeState)
-	level := slog.LevelWarn
-	if dropped {
-		level = slog.LevelError
-	}
-	m.log.Log(context.Background(), level, "mirror: batch dead-lettered; the tables need repair",
-		"reason", dl.Reason, "seq", dl.Seq, "tables", dl.Tables, "sqlstate", dl.SQLState, "err", dl.Error,
-		"lost_batches", dl.Lost)
-	if err := m.dl.write(dl); err != nil {
-		m.log.Error("mirror: cannot write dead letter", "seq", dl.Seq, "tables", dl.Tables, "err", err)
-	}
 }
 
 // AppliedSeq returns the position of the mirror: every batch with a Seq up
@@ -391,6 +552,13 @@ type Stats struct {
 	Overflowed bool
 	// Spooling says whether batches currently go through the spool.
 	Spooling bool
+	// Pending counts batches with an Xid whose outcome is not known yet:
+	// those enqueued in this run and not resolved, plus a batch recovered
+	// from the spool that the applier is asking the Resolver about.
+	Pending int
+	// Aborted counts pending batches skipped because their transaction
+	// rolled back.
+	Aborted uint64
 }
 
 // Stats returns a snapshot of the mirror's counters.
@@ -414,6 +582,11 @@ func (m *Mirror) Stats() Stats {
 		DirtyTables:  slices.Sorted(maps.Keys(m.dirty)),
 		Overflowed:   m.overflowed,
 		Spooling:     m.spooling,
+		Pending:      m.nPending,
+		Aborted:      m.nAborted,
+	}
+	if m.headPending {
+		s.Pending++
 	}
 	var oldest *Batch
 	switch {
@@ -441,7 +614,7 @@ func (m *Mirror) Close(ctx context.Context) error {
 		m.mu.Lock()
 		m.closed = true
 		if !m.spooling && (len(m.memQ) > 0 || (m.inflight != nil && m.inflightMem)) {
-			m.startSpoolingLocked()
+			m.startSpoolingLocked(m.nextSeq)
 		}
 		m.room.Broadcast()
 		m.mu.Unlock()
@@ -472,53 +645,79 @@ func (m *Mirror) Close(ctx context.Context) error {
 func (m *Mirror) runApplier() {
 	defer m.wg.Done()
 	for {
-		b, fromSpool, ok := m.nextBatch()
+		b, fromSpool, dropped, ok := m.nextBatch()
 		if !ok {
 			return
 		}
-		if fromSpool && b.Seq <= m.appliedSeq.Load() {
+		switch {
+		case dropped:
+			// Written through, but the write failed: dead-lettered.
+			m.finish(b, false, false)
+			continue
+		case fromSpool && b.Seq <= m.appliedSeq.Load():
 			// The spooled copy of a batch the applier already applied from
 			// memory before the switch to the spool.
 			m.finish(b, true, false)
 			continue
 		}
+		if b.Xid != 0 {
+			committed, ok := m.settle(b, fromSpool)
+			if !ok {
+				return
+			}
+			if !committed {
+				m.mu.Lock()
+				m.nAborted++
+				m.mu.Unlock()
+				m.finish(b, fromSpool, false)
+				continue
+			}
+		}
 		if !m.apply(b, fromSpool) {
 			return
-		}
-		if fromSpool {
-			m.spool.gc(m.appliedSeq.Load())
 		}
 	}
 }
 
 // nextBatch returns the next batch to apply and whether it came from the
-// spool; ok is false when the mirror is closing.
-func (m *Mirror) nextBatch() (b *Batch, fromSpool, ok bool) {
+// spool; dropped says it must be passed over (its write-through failed); ok
+// is false when the mirror is closing.
+func (m *Mirror) nextBatch() (b *Batch, fromSpool, dropped, ok bool) {
 	for m.ctx.Err() == nil {
+		if len(m.ahead) > 0 {
+			b := m.ahead[0]
+			m.ahead[0] = nil
+			m.ahead = m.ahead[1:]
+			m.mu.Lock()
+			m.inflight, m.inflightMem, m.inflightT = b, false, nil
+			m.mu.Unlock()
+			return b, true, false, true
+		}
 		m.mu.Lock()
 		if len(m.memQ) > 0 {
 			q := m.memQ[0]
 			m.memQ[0] = queued{}
 			m.memQ = m.memQ[1:]
 			m.memBytes -= q.size
-			m.inflight, m.inflightMem = q.b, true
+			m.inflight, m.inflightMem, m.inflightT = q.b, true, q.t
+			dropped := q.t != nil && q.t.failed
 			m.mu.Unlock()
-			return q.b, false, true
+			return q.b, false, dropped, true
 		}
-		spooling := m.spooling
+		spooling, from := m.spooling, m.spoolFrom
 		m.mu.Unlock()
 
 		if spooling {
-			b, err := m.reader.next()
+			b, err := m.reader.next(from)
 			if err != nil {
 				m.spoolReadError(err)
 				continue
 			}
 			if b != nil {
 				m.mu.Lock()
-				m.inflight, m.inflightMem = b, false
+				m.inflight, m.inflightMem, m.inflightT = b, false, nil
 				m.mu.Unlock()
-				return b, true, true
+				return b, true, false, true
 			}
 			m.mu.Lock()
 			if m.spooling && len(m.handoff) == 0 && !m.writerBusy && m.reader.atEnd() {
@@ -539,7 +738,7 @@ func (m *Mirror) nextBatch() (b *Batch, fromSpool, ok bool) {
 		case <-m.ctx.Done():
 		}
 	}
-	return nil, false, false
+	return nil, false, false, false
 }
 
 // apply applies b, retrying transient errors with capped exponential
@@ -566,7 +765,7 @@ func (m *Mirror) apply(b *Batch, fromSpool bool) bool {
 		// The target is down or failing: make everything pending durable and
 		// send new batches to the spool while we wait.
 		if !m.spooling {
-			m.startSpoolingLocked()
+			m.startSpoolingLocked(m.nextSeq)
 		}
 		m.mu.Unlock()
 		notify(m.wakeWriter)
@@ -592,18 +791,29 @@ func (m *Mirror) applyOnce(b *Batch) error {
 	return m.target.Apply(ctx, b)
 }
 
-// finish records that the applier is done with b.
+// finish records that the applier is done with b: applied, skipped or
+// dead-lettered.
 func (m *Mirror) finish(b *Batch, fromSpool, applied bool) {
 	m.mu.Lock()
-	m.inflight, m.inflightMem = nil, false
+	onDisk := fromSpool || m.inflightT != nil
+	m.inflight, m.inflightMem, m.inflightT = nil, false, nil
 	if applied {
 		m.nApplied++
 	}
 	if fromSpool {
 		m.spooled--
 	}
+	m.forgetIntentsLocked(b.Seq)
 	m.mu.Unlock()
+	if len(m.known) > 0 {
+		delete(m.known, b.Seq)
+	}
 	m.advance(b.Seq)
+	if onDisk {
+		// Delete the segments this completes, whether the applier read
+		// them or they hold write-through copies.
+		m.spool.gc(m.appliedSeq.Load())
+	}
 }
 
 // reject dead-letters a batch the target refused.
@@ -644,13 +854,15 @@ func (m *Mirror) spoolReadError(err error) {
 	}
 }
 
-// writeChunk is how many bytes of records the spool writer encodes before
-// writing them (in one write call per segment) and giving the hand-off
-// space back to Enqueue.
+// writeChunk is how many bytes of batches (by their memory estimate) one
+// append takes from the hand-off before it writes them (in one write call
+// per segment) and gives the hand-off space back.
 const writeChunk = 1 << 20
 
-// runWriter writes handed-off batches to the spool. It exits once the
-// mirror is closed and everything handed to it is written.
+// runWriter writes handed-off batches to the spool and runs the fsync
+// policy. It exits once the mirror is closed and everything handed to it is
+// written. EnqueueDurable callers append too (flushUntil); spool.wmu keeps
+// one appender at a time.
 func (m *Mirror) runWriter() {
 	defer m.wg.Done()
 	var tick <-chan time.Time
@@ -659,79 +871,152 @@ func (m *Mirror) runWriter() {
 		defer t.Stop()
 		tick = t.C
 	}
-	var (
-		buf   []byte
-		recs  []spoolRec
-		chunk []*Batch
-	)
 	for {
-		m.mu.Lock()
-		batch := m.handoff
-		m.handoff = nil
-		retire := m.retire && len(batch) == 0 && !m.spooling
-		m.retire = false
-		closed := m.closed
-		m.writerBusy = len(batch) > 0
-		m.mu.Unlock()
-
-		for len(batch) > 0 {
-			buf, recs, chunk = buf[:0], recs[:0], chunk[:0]
-			var freed int64
-			n := 0
-			for n < len(batch) && len(buf) < writeChunk {
-				q := batch[n]
-				n++
-				freed += q.size
-				start := len(buf)
-				var err error
-				if buf, err = appendFrame(buf, q.b); err != nil {
-					m.dropSpooled(q.b, ReasonUnencodable, err)
-					continue
-				}
-				recs = append(recs, spoolRec{off: start, n: len(buf) - start, seq: q.b.Seq})
-				chunk = append(chunk, q.b)
-			}
-			clear(batch[:n])
-			batch = batch[n:]
-			for k, err := range m.spool.write(buf, recs) {
-				switch {
-				case err == nil:
-				case errors.Is(err, errSpoolFull):
-					m.dropSpooled(chunk[k], ReasonSpoolFull, fmt.Errorf("spool reached MaxSpoolBytes (%d bytes)", m.opts.MaxSpoolBytes))
-				default:
-					m.dropSpooled(chunk[k], ReasonSpoolWrite, err)
-				}
-			}
-			clear(chunk)
-			if m.opts.Fsync == FsyncAlways {
-				m.syncSpool()
-			}
-			m.mu.Lock()
-			m.handoffBytes -= freed
-			m.writerBusy = len(batch) > 0
-			m.room.Broadcast()
-			m.mu.Unlock()
-			notify(m.wakeApplier)
+		m.spool.wmu.Lock()
+		if m.opts.Fsync == FsyncAlways {
+			// An EnqueueDurable caller may have written since the last round.
+			m.syncSpool()
 		}
+		m.flushLocked(nil)
+		m.mu.Lock()
+		retire := m.retire && len(m.handoff) == 0 && !m.spooling
+		m.retire = false
+		exit := m.closed && len(m.handoff) == 0
+		m.mu.Unlock()
 		if retire {
 			if err := m.spool.seal(); err != nil {
 				m.log.Error("mirror: spool: sealing a drained segment", "err", err)
 			}
 			m.spool.gc(m.appliedSeq.Load())
 		}
-		if closed && !m.handoffPending() {
+		if exit {
 			if err := m.spool.close(); err != nil {
 				m.log.Error("mirror: spool: close", "err", err)
 			}
+			m.spool.wmu.Unlock()
 			return
 		}
+		m.spool.wmu.Unlock()
 		if m.handoffPending() {
 			continue
 		}
 		select {
 		case <-m.wakeWriter:
 		case <-tick:
+			// Outside wmu: appends go on during the fsync.
+			if err := m.spool.syncInBackground(); err != nil {
+				m.log.Error("mirror: spool fsync failed", "err", err)
+			}
+		}
+	}
+}
+
+// flushUntil appends the hand-off up to t's batch, unless another appender
+// already did, and returns the result of t's write. This is a group commit
+// of writes: the caller that gets spool.wmu writes for everyone waiting
+// behind it.
+func (m *Mirror) flushUntil(t *ticket) error {
+	m.spool.wmu.Lock()
+	select {
+	case err := <-t.done:
+		m.spool.wmu.Unlock()
+		return err
+	default:
+	}
+	m.flushLocked(t)
+	m.spool.wmu.Unlock()
+	if m.handoffPending() {
+		notify(m.wakeWriter)
+	}
+	if m.opts.Fsync == FsyncAlways {
+		notify(m.wakeWriter) // to fsync what this caller wrote
+	}
+	return <-t.done
+}
+
+// flushLocked appends the hand-off to the spool, oldest first, a chunk at a
+// time, and reports each write to its ticket. With until == nil (the writer
+// goroutine) it writes everything; otherwise it stops after the chunk that
+// holds until's batch. Caller holds spool.wmu, which keeps the spool in the
+// hand-off's order, that is in Seq order.
+func (m *Mirror) flushLocked(until *ticket) {
+	for {
+		m.mu.Lock()
+		n, reached := 0, false
+		var freed int64
+		for n < len(m.handoff) && (n == 0 || freed < writeChunk) {
+			q := m.handoff[n]
+			freed += q.size
+			reached = reached || (until != nil && q.t == until)
+			n++
+		}
+		if n == 0 {
+			m.mu.Unlock()
+			return
+		}
+		chunk := append(m.wchunk[:0], m.handoff[:n]...)
+		clear(m.handoff[:n])
+		if n == len(m.handoff) {
+			m.handoff = m.handoff[:0]
+		} else {
+			m.handoff = m.handoff[n:]
+		}
+		m.writerBusy = true
+		m.mu.Unlock()
+
+		buf, recs, ok := m.wbuf[:0], m.wrecs[:0], m.wok[:0]
+		errs := append(m.werrs[:0], make([]error, len(chunk))...)
+		spoolPath := false
+		for i, q := range chunk {
+			spoolPath = spoolPath || q.t == nil || !q.t.through
+			start := len(buf)
+			var err error
+			if buf, err = appendFrame(buf, q.b); err != nil {
+				errs[i] = err
+				m.dropSpooled(q, ReasonUnencodable, err)
+				continue
+			}
+			recs = append(recs, spoolRec{off: start, n: len(buf) - start, seq: q.b.Seq})
+			ok = append(ok, i)
+		}
+		if m.opts.Fsync == FsyncAlways {
+			// Every write is synced before the next one starts.
 			m.syncSpool()
+		}
+		for k, err := range m.spool.write(buf, recs) {
+			q := chunk[ok[k]]
+			switch {
+			case err == nil:
+				continue
+			case errors.Is(err, ErrSpoolFull):
+				err = fmt.Errorf("mirror: batch %d: %w (MaxSpoolBytes %d)", q.b.Seq, ErrSpoolFull, m.opts.MaxSpoolBytes)
+				m.dropSpooled(q, ReasonSpoolFull, err)
+			default:
+				m.dropSpooled(q, ReasonSpoolWrite, err)
+			}
+			errs[ok[k]] = err
+		}
+		if until == nil && m.opts.Fsync == FsyncAlways {
+			m.syncSpool()
+		}
+		m.mu.Lock()
+		m.handoffBytes -= freed
+		m.writerBusy = false
+		m.room.Broadcast()
+		m.mu.Unlock()
+		for i, q := range chunk {
+			if q.t != nil && q.t.done != nil {
+				q.t.done <- errs[i]
+			}
+		}
+		if spoolPath {
+			notify(m.wakeApplier)
+		}
+		clear(chunk)
+		clear(errs)
+		m.wbuf, m.wrecs, m.wchunk, m.wok, m.werrs = buf, recs, chunk, ok, errs
+		if reached {
+			return
 		}
 	}
 }
@@ -743,15 +1028,22 @@ func (m *Mirror) handoffPending() bool {
 }
 
 // dropSpooled dead-letters a batch the spool writer could not write.
-func (m *Mirror) dropSpooled(b *Batch, reason string, err error) {
+func (m *Mirror) dropSpooled(q queued, reason string, err error) {
 	m.mu.Lock()
-	m.spooled--
+	if t := q.t; t != nil && t.through && !t.spilled {
+		// Still with the applier's in-memory path, which passes it over if
+		// it has not taken it yet, and a spill leaves it out.
+		t.failed = true
+	} else {
+		m.spooled--
+	}
 	m.mu.Unlock()
 	// Rows are kept only when they are the problem: a full or failing disk
 	// has no room for them.
-	m.lose(newDeadLetter(m.opts.Now(), reason, b, err, reason == ReasonUnencodable), true)
+	m.lose(newDeadLetter(m.opts.Now(), reason, q.b, err, reason == ReasonUnencodable), true)
 }
 
+// syncSpool makes the written records durable. Caller holds spool.wmu.
 func (m *Mirror) syncSpool() {
 	if err := m.spool.sync(); err != nil {
 		// The data is still in the page cache and readable; only durability

@@ -1,28 +1,32 @@
 package mirror
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 )
 
-// FsyncPolicy says when the spool writer makes written records durable.
-// Enqueue never waits for an fsync whatever the policy: the policy decides how
-// much spooled data a machine crash (not a process crash: written data is in
-// the page cache) can lose.
+// FsyncPolicy says when written spool records are made durable. Enqueue
+// never waits for an fsync whatever the policy, and EnqueueDurable waits for
+// the write only (but see FsyncAlways): the policy decides how much spooled
+// data a machine crash (not a process crash: written data is in the page
+// cache) can lose.
 type FsyncPolicy uint8
 
 const (
 	// FsyncInterval syncs the active segment at most every
-	// Options.FsyncInterval (group commit). A machine crash loses at most
-	// that much spooled data. This is the default.
+	// Options.FsyncInterval (group commit), in the background: appends go
+	// on during the fsync. A machine crash loses at most that much spooled
+	// data. This is the default.
 	FsyncInterval FsyncPolicy = iota
-	// FsyncAlways syncs after every write of the spool writer, before it
-	// writes the next batches: every batch is synced before anything after it
-	// is written. One write takes everything handed to the writer while the
-	// previous fsync ran (up to 1 MiB), so the cost of an fsync is shared by
-	// all batches that arrived during it and callers never queue behind it.
+	// FsyncAlways syncs after every write, before the next write: every
+	// batch is synced before anything after it is written. One write takes
+	// everything handed over while the previous fsync ran (up to 1 MiB), so
+	// the cost of an fsync is shared by all batches that arrived during it.
+	// Enqueue callers never queue behind it; an EnqueueDurable caller waits
+	// for the fsync of the write before its own.
 	FsyncAlways
 	// FsyncNever leaves flushing to the operating system (and to Close).
 	FsyncNever
@@ -109,6 +113,27 @@ type Options struct {
 	// again. Default 1s.
 	CheckpointInterval time.Duration
 
+	// ResolveWait is how long the applier waits for Resolve when a pending
+	// batch (one with an Xid) reaches the head of the line, before it asks
+	// Resolver. Producers resolve within milliseconds, so this only matters
+	// when the producer lost track of a transaction. Default 2s.
+	ResolveWait time.Duration
+	// Resolver asks the old database what became of transactions, typically
+	// with
+	//
+	//	SELECT x, pg_xact_status(x) FROM unnest($1::xid8[]) AS x
+	//
+	// It gets the distinct Xids of up to 256 pending batches at the head of
+	// the line and returns an Outcome for each; a missing or invalid answer
+	// counts as an error. Errors are transient: the call is retried with the
+	// RetryMin..RetryMax backoff. Each call's context ends after 30s or at
+	// Close. It is needed for the batches recovered from the spool after a
+	// restart, whose producer is gone. Without a Resolver, a pending batch
+	// whose outcome is not known (recovered after a restart, or not
+	// resolved within ResolveWait) is applied as committed, with a warning:
+	// an aborted transaction may then reach the new database.
+	Resolver func(ctx context.Context, xids []uint64) (map[uint64]Outcome, error)
+
 	// Logger receives the mirror's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests. Default time.Now.
@@ -125,6 +150,7 @@ const (
 	defaultRetryMin           = 100 * time.Millisecond
 	defaultRetryMax           = 15 * time.Second
 	defaultCheckpointInterval = time.Second
+	defaultResolveWait        = 2 * time.Second
 )
 
 // withDefaults returns o with defaults filled in, or an error for values
@@ -167,6 +193,7 @@ func (o Options) withDefaults() (Options, error) {
 	dur(&o.RetryMin, defaultRetryMin, "RetryMin")
 	dur(&o.RetryMax, defaultRetryMax, "RetryMax")
 	dur(&o.CheckpointInterval, defaultCheckpointInterval, "CheckpointInterval")
+	dur(&o.ResolveWait, defaultResolveWait, "ResolveWait")
 	if o.ApplyTimeout < 0 {
 		errs = append(errs, errors.New("ApplyTimeout must not be negative"))
 	}

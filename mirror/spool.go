@@ -20,7 +20,8 @@ import (
 // The spool is a directory of segment files named after the Seq of their
 // first record (%020d.seg, so that lexical order is numeric order). Each file
 // starts with an 8-byte header (magic "SPMS", u32le format version) followed
-// by framed records (see appendFrame). Only the spool writer goroutine
+// by framed records (see appendFrame). One appender at a time (the holder
+// of spool.wmu: the spool writer goroutine or an EnqueueDurable caller)
 // appends, only to the last ("active") segment; only the applier reads.
 // Segments whose records are all applied are deleted.
 //
@@ -31,17 +32,27 @@ import (
 // memory, offers fsync per write or never but no group commit, and needs at
 // least one entry to remain after TruncateFront, so "everything applied"
 // cannot be represented. Each of those is exactly what this spool needs.
+//
+// Segment version 2 holds records of codec version 2 (batches with an Xid).
+// The framing did not change, but a build that only knows version 1 records
+// would take them for corruption and truncate the spool; the new segment
+// version makes it refuse the spool instead. Version 1 segments are still
+// read.
 const (
 	segmentExt        = ".seg"
 	segmentHeaderSize = 8
-	segmentVersion    = 1
+	segmentVersion    = 2
+	minSegmentVersion = 1
 )
 
 var segmentMagic = [4]byte{'S', 'P', 'M', 'S'}
 
-// errSpoolFull is reported by spool.write when a record would take the
-// spool beyond MaxSpoolBytes.
-var errSpoolFull = errors.New("spool full")
+// ErrSpoolFull is wrapped by the error of EnqueueDurable when the batch would
+// take the spool beyond Options.MaxSpoolBytes.
+var ErrSpoolFull = errors.New("mirror: spool full")
+
+// errSpoolClosed is reported by spool.write after close.
+var errSpoolClosed = errors.New("mirror: spool closed")
 
 type segment struct {
 	first   uint64 // Seq of its first record; also its file name
@@ -59,14 +70,21 @@ type spool struct {
 	maxBytes int64
 	log      *slog.Logger
 
-	mu    sync.Mutex // guards segs, total and the fields of each segment
-	segs  []*segment // ordered by first
-	total int64      // bytes of all segment files
+	mu      sync.Mutex // guards segs, total, written and the fields of each segment
+	segs    []*segment // ordered by first
+	total   int64      // bytes of all segment files
+	written uint64     // highest Seq written in this run
+	writes  uint64     // write calls that succeeded, for benchmarks
 
-	// Writer-only state: only the writer goroutine touches these.
+	// wmu is held by whoever appends (the writer goroutine or an
+	// EnqueueDurable caller) and guards the appender state below. The
+	// Mirror holds it across taking batches from the hand-off and writing
+	// them, which is what keeps the spool in Seq order.
+	wmu    sync.Mutex
 	active *segment
 	f      *os.File
 	dirty  bool // written since the last fsync
+	closed bool
 }
 
 func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentExt) }
@@ -187,10 +205,10 @@ func scanSegment(seg *segment, prevSeq, applied uint64) (scanResult, error) {
 		res.badTail, res.badErr = fileSize, errors.New("incomplete segment header")
 		return res, nil
 	}
-	if [4]byte(hdr[:4]) != segmentMagic || binary.LittleEndian.Uint32(hdr[4:]) != segmentVersion {
+	if v := binary.LittleEndian.Uint32(hdr[4:]); [4]byte(hdr[:4]) != segmentMagic || v < minSegmentVersion || v > segmentVersion {
 		// Not a segment we can read: refuse to start rather than guess, so an
 		// operator looks at it (and nothing is deleted).
-		return res, fmt.Errorf("mirror: spool: %s: not a version %d spool segment", seg.path, segmentVersion)
+		return res, fmt.Errorf("mirror: spool: %s: not a version %d to %d spool segment", seg.path, minSegmentVersion, segmentVersion)
 	}
 
 	off := int64(segmentHeaderSize)
@@ -265,9 +283,9 @@ type spoolRec struct {
 // write appends records, framed back to back in buf, in order. Consecutive
 // records that go to the same segment are written with one write call, which
 // is what makes spooling cheap. It returns nil when every record was
-// written, else one error per record (nil for those written): errSpoolFull
+// written, else one error per record (nil for those written): ErrSpoolFull
 // for a record that would take the spool beyond MaxSpoolBytes, or the
-// I/O error that lost it. Writer goroutine only.
+// I/O error that lost it. Caller holds s.wmu.
 func (s *spool) write(buf []byte, recs []spoolRec) []error {
 	var errs []error
 	fail := func(k int, err error) {
@@ -275,6 +293,12 @@ func (s *spool) write(buf []byte, recs []spoolRec) []error {
 			errs = make([]error, len(recs))
 		}
 		errs[k] = err
+	}
+	if s.closed {
+		for k := range recs {
+			fail(k, errSpoolClosed)
+		}
+		return errs
 	}
 	s.mu.Lock()
 	total := s.total
@@ -287,7 +311,7 @@ func (s *spool) write(buf []byte, recs []spoolRec) []error {
 			need += segmentHeaderSize
 		}
 		if total+need > s.maxBytes {
-			fail(i, errSpoolFull)
+			fail(i, ErrSpoolFull)
 			i++
 			continue
 		}
@@ -336,6 +360,8 @@ func (s *spool) write(buf []byte, recs []spoolRec) []error {
 		seg.size += int64(len(data))
 		seg.records += j - i
 		seg.last = recs[j-1].seq
+		s.written = seg.last
+		s.writes++
 		s.total += int64(len(data))
 		s.mu.Unlock()
 		i = j
@@ -376,7 +402,7 @@ func (s *spool) create(first uint64) error {
 }
 
 // sync makes the active segment durable if anything was written since the
-// last sync. Writer goroutine only.
+// last sync. Caller holds s.wmu.
 func (s *spool) sync() error {
 	if s.f == nil || !s.dirty {
 		return nil
@@ -388,16 +414,51 @@ func (s *spool) sync() error {
 	return nil
 }
 
+// syncInBackground is sync for the periodic fsync of FsyncInterval: it
+// holds s.wmu only to pick the file, so appends go on while the fsync runs.
+// os.File keeps the descriptor open until a concurrent Sync returns, so a
+// seal in the meantime is safe (and seal syncs itself).
+func (s *spool) syncInBackground() error {
+	s.wmu.Lock()
+	f, dirty := s.f, s.dirty
+	s.dirty = false
+	path := ""
+	if s.active != nil {
+		path = s.active.path
+	}
+	s.wmu.Unlock()
+	if f == nil || !dirty {
+		return nil
+	}
+	err := f.Sync()
+	if errors.Is(err, os.ErrClosed) {
+		return nil // sealed (and synced) meanwhile
+	}
+	if err != nil {
+		s.wmu.Lock()
+		if s.f == f {
+			s.dirty = true // try again next time
+		}
+		s.wmu.Unlock()
+		return fmt.Errorf("mirror: spool: fsync %s: %w", path, err)
+	}
+	return nil
+}
+
 // seal closes the active segment; the next record starts a new one. It syncs
 // first unless the policy is never, so that only the active segment can have
-// a torn tail after a crash. Writer goroutine only.
+// a torn tail after a crash; it syncs even when nothing is dirty, because a
+// concurrent syncInBackground may have cleared the flag before its fsync.
+// Caller holds s.wmu.
 func (s *spool) seal() error {
 	if s.f == nil {
 		return nil
 	}
 	var err error
 	if s.fsync != FsyncNever {
-		err = s.sync()
+		if err = s.f.Sync(); err != nil {
+			err = fmt.Errorf("mirror: spool: fsync %s: %w", s.active.path, err)
+		}
 	}
 	if cerr := s.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("mirror: spool: %w", cerr)
@@ -409,17 +470,21 @@ func (s *spool) seal() error {
 	return err
 }
 
-// close syncs and closes the active segment without sealing it. Writer
-// goroutine only, as it exits.
+// close syncs and closes the active segment without sealing it; later
+// writes fail. Caller holds s.wmu (the writer goroutine, as it exits).
 func (s *spool) close() error {
+	s.closed = true
 	if s.f == nil {
 		return nil
 	}
-	err := s.sync()
+	err := s.f.Sync()
+	if err != nil {
+		err = fmt.Errorf("mirror: spool: fsync %s: %w", s.active.path, err)
+	}
 	if cerr := s.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("mirror: spool: %w", cerr)
 	}
-	s.f = nil
+	s.f, s.dirty = nil, false
 	return err
 }
 
@@ -516,8 +581,10 @@ func newSpoolReader(s *spool, rec *recovery) *spoolReader {
 	}
 }
 
-// next returns the next record, or nil when none is available yet.
-func (r *spoolReader) next() (*Batch, error) {
+// next returns the next record whose Seq is at least from, or nil when none
+// is available yet. Records below from (copies of batches the applier took
+// from memory, see Mirror.spoolFrom) are skipped without being decoded.
+func (r *spoolReader) next(from uint64) (*Batch, error) {
 	for {
 		if r.seg == nil {
 			r.s.mu.Lock()
@@ -528,6 +595,9 @@ func (r *spoolReader) next() (*Batch, error) {
 			}
 			if err := r.open(seg); err != nil {
 				return nil, err
+			}
+			if r.seg == nil {
+				continue // deleted by gc meanwhile: on to the next one
 			}
 		}
 		r.s.mu.Lock()
@@ -544,7 +614,11 @@ func (r *spoolReader) next() (*Batch, error) {
 			r.br.Reset(io.NewSectionReader(r.f, r.off, size-r.off))
 			r.limit = size
 		}
-		return r.read(size)
+		b, skipped, err := r.read(size, from)
+		if skipped {
+			continue
+		}
+		return b, err
 	}
 }
 
@@ -575,9 +649,10 @@ func (r *spoolReader) closeSeg() {
 	r.seg, r.f = nil, nil
 }
 
-func (r *spoolReader) read(size int64) (*Batch, error) {
+// read reads the record at r.off; skipped says it was below from.
+func (r *spoolReader) read(size int64, from uint64) (_ *Batch, skipped bool, _ error) {
 	var fh [frameHeaderSize]byte
-	fail := func(err error) (*Batch, error) {
+	fail := func(err error) (*Batch, bool, error) {
 		// The frame boundaries after this point are unknown: skip to the end
 		// of what is written. The writer appends at that offset, so reading
 		// stays aligned.
@@ -586,7 +661,7 @@ func (r *spoolReader) read(size int64) (*Batch, error) {
 		r.s.mu.Unlock()
 		e := &readError{path: r.seg.path, off: r.off, lost: lost, err: err}
 		r.off, r.consumed, r.limit = size, r.consumed+lost, -1
-		return nil, e
+		return nil, false, e
 	}
 	if _, err := io.ReadFull(r.br, fh[:]); err != nil {
 		return fail(fmt.Errorf("read record header: %w", err))
@@ -605,13 +680,16 @@ func (r *spoolReader) read(size int64) (*Batch, error) {
 	off := r.off
 	r.off += frameHeaderSize + length
 	r.consumed++
+	if seq, err := peekSeq(r.payload); err == nil && seq < from {
+		return nil, true, nil
+	}
 	b, err := DecodeBatch(r.payload)
 	if err != nil {
 		// The frame is intact, so only this record is lost.
 		seq, _ := peekSeq(r.payload)
-		return nil, &readError{path: r.seg.path, off: off, lost: 1, seq: seq, err: err}
+		return nil, false, &readError{path: r.seg.path, off: off, lost: 1, seq: seq, err: err}
 	}
-	return b, nil
+	return b, false, nil
 }
 
 // atEnd reports whether the reader has consumed every record written so far.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -290,7 +291,7 @@ func TestUnknownSegmentVersionRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if _, err := New(&fakeTarget{}, testOptions(t, dir)); err == nil || !strings.Contains(err.Error(), "not a version 1 spool segment") {
+	if _, err := New(&fakeTarget{}, testOptions(t, dir)); err == nil || !strings.Contains(err.Error(), "not a version 1 to 2 spool segment") {
 		t.Fatalf("New with a foreign segment: %v", err)
 	}
 	if _, err := os.Stat(segs[0]); err != nil {
@@ -298,22 +299,18 @@ func TestUnknownSegmentVersionRefused(t *testing.T) {
 	}
 }
 
-const crashEnv = "MIRROR_TEST_CRASH_DIR"
+const (
+	crashEnv     = "MIRROR_TEST_CRASH_DIR"
+	crashModeEnv = "MIRROR_TEST_CRASH_MODE"
+)
 
-// A real crash: a child process spools with fsync=always and is killed
-// with SIGKILL in the middle of writing. The next Mirror must find a dense,
-// ordered prefix of what was enqueued and lose nothing it had written.
-func TestRecoverAfterSIGKILL(t *testing.T) {
-	if dir := os.Getenv(crashEnv); dir != "" {
-		crashChild(t, dir)
-		return
-	}
-	if testing.Short() {
-		t.Skip("spawns a process")
-	}
-	dir := t.TempDir()
+// killChild runs this test binary as a child that fills a spool in dir in
+// the given mode, kills it with SIGKILL 20ms after it printed "ready", and
+// returns the lines it printed before dying.
+func killChild(t *testing.T, mode, dir string) []string {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRecoverAfterSIGKILL$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashModeEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -323,12 +320,11 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
+	var lines []string
 	ready := false
-	for sc.Scan() {
-		if sc.Text() == "ready" {
-			ready = true
-			break
-		}
+	for !ready && sc.Scan() {
+		lines = append(lines, sc.Text())
+		ready = sc.Text() == "ready"
 	}
 	if !ready {
 		cmd.Process.Kill()
@@ -339,37 +335,119 @@ func TestRecoverAfterSIGKILL(t *testing.T) {
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	for sc.Scan() { // what it printed before it died
+		lines = append(lines, sc.Text())
+	}
 	cmd.Wait()
+	return lines
+}
 
-	// Recovery, as New does it: how much survived?
-	o := testOptions(t, dir)
-	_, rec, err := openSpool(dir, &o, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := rec.pending
-	if len(rec.lost) > 0 || rec.lastSeq != uint64(k) {
-		t.Fatalf("recovery: %d batches up to seq %d, lost %v", k, rec.lastSeq, rec.lost)
-	}
-	if k < 100 {
-		t.Fatalf("only %d batches recovered; the child had 100 on disk before saying ready", k)
-	}
-	// The flock died with the child.
-	target := &fakeTarget{}
-	m := newMirror(t, target, o)
-	defer closeMirror(t, m)
-	waitApplied(t, m, uint64(k))
-	if got := target.seqs(); !slices.Equal(got, seqRange(1, uint64(k))) {
-		t.Fatalf("applied %d batches, not 1..%d in order", len(got), k)
-	}
-	for _, b := range target.batches() {
-		if batchID(b) != int(b.Seq) {
-			t.Fatalf("seq %d carries id %d", b.Seq, batchID(b))
+// A real crash: a child process spools and is killed with SIGKILL in the
+// middle of writing. The next Mirror must find a dense, ordered prefix of
+// what was enqueued and lose nothing it had written.
+func TestRecoverAfterSIGKILL(t *testing.T) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		if os.Getenv(crashModeEnv) == "durable" {
+			crashDurableChild(t, dir)
+		} else {
+			crashChild(t, dir)
 		}
+		return
 	}
-	if st := m.Stats(); st.Dropped != 0 || st.Overflowed {
-		t.Fatalf("a torn tail is not data loss: %+v", st)
+	if testing.Short() {
+		t.Skip("spawns a process")
 	}
+
+	// Enqueue with fsync=always, straight to the spool.
+	t.Run("enqueue", func(t *testing.T) {
+		dir := t.TempDir()
+		killChild(t, "enqueue", dir)
+
+		// Recovery, as New does it: how much survived?
+		o := testOptions(t, dir)
+		_, rec, err := openSpool(dir, &o, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := rec.pending
+		if len(rec.lost) > 0 || rec.lastSeq != uint64(k) {
+			t.Fatalf("recovery: %d batches up to seq %d, lost %v", k, rec.lastSeq, rec.lost)
+		}
+		if k < 100 {
+			t.Fatalf("only %d batches recovered; the child had 100 on disk before saying ready", k)
+		}
+		// The flock died with the child.
+		target := &fakeTarget{}
+		m := newMirror(t, target, o)
+		defer closeMirror(t, m)
+		waitApplied(t, m, uint64(k))
+		if got := target.seqs(); !slices.Equal(got, seqRange(1, uint64(k))) {
+			t.Fatalf("applied %d batches, not 1..%d in order", len(got), k)
+		}
+		for _, b := range target.batches() {
+			if batchID(b) != int(b.Seq) {
+				t.Fatalf("seq %d carries id %d", b.Seq, batchID(b))
+			}
+		}
+		if st := m.Stats(); st.Dropped != 0 || st.Overflowed {
+			t.Fatalf("a torn tail is not data loss: %+v", st)
+		}
+	})
+
+	// EnqueueDurable of intents, as the proxy does before COMMIT, with
+	// fsync=interval: every Seq the child saw returned must survive, and
+	// the next Mirror applies the intents the Resolver says committed, in
+	// Seq order, and skips the others.
+	t.Run("durable", func(t *testing.T) {
+		dir := t.TempDir()
+		lines := killChild(t, "durable", dir)
+		var returned uint64
+		for _, l := range lines {
+			if seq, err := strconv.ParseUint(l, 10, 64); err == nil {
+				returned = max(returned, seq)
+			}
+		}
+
+		o := testOptions(t, dir)
+		_, rec, err := openSpool(dir, &o, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := uint64(rec.pending)
+		if len(rec.lost) > 0 || rec.lastSeq != k {
+			t.Fatalf("recovery: %d batches up to seq %d, lost %v", k, rec.lastSeq, rec.lost)
+		}
+		if returned <= 100 || k < returned {
+			t.Fatalf("recovered 1..%d, but EnqueueDurable had returned up to %d", k, returned)
+		}
+		res := &fakeResolver{outcome: crashOutcome}
+		o.Resolver = res.resolve
+		target := &fakeTarget{}
+		m := newMirror(t, target, o)
+		defer closeMirror(t, m)
+		waitApplied(t, m, k)
+		var want []uint64
+		for seq := uint64(1); seq <= k; seq++ {
+			if crashCommitted(crashXid(int(seq))) {
+				want = append(want, seq)
+			}
+		}
+		if got := target.seqs(); !slices.Equal(got, want) {
+			t.Fatalf("applied %d batches, want the %d committed of 1..%d in order", len(got), len(want), k)
+		}
+		for _, b := range target.batches() {
+			if batchID(b) != int(b.Seq) || b.Xid != crashXid(int(b.Seq)) {
+				t.Fatalf("seq %d carries id %d xid %d", b.Seq, batchID(b), b.Xid)
+			}
+		}
+		st := m.Stats()
+		if st.Aborted != k-uint64(len(want)) || st.Dropped != 0 || st.Overflowed || st.Pending != 0 {
+			t.Fatalf("stats: %+v", st)
+		}
+		if calls := len(res.callList()); uint64(calls) > k/resolveBatch+1 {
+			t.Fatalf("%d resolver calls for %d intents: not batched", calls, k)
+		}
+	})
 }
 
 func crashChild(t *testing.T, dir string) {
@@ -459,7 +537,7 @@ func TestSpoolWrite(t *testing.T) {
 	}
 	buf, recs = framed(t, 1, 2, 3)
 	errs = s2.write(buf, recs)
-	if len(errs) != 3 || errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], errSpoolFull) {
+	if len(errs) != 3 || errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrSpoolFull) {
 		t.Fatalf("write beyond MaxSpoolBytes: %v", errs)
 	}
 	if b := s2.bytes(); b > 300 {
