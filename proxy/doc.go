@@ -1,0 +1,31 @@
+// Package proxy is shadowproxy's Postgres-wire server: it accepts clients,
+// authenticates them (relaying their own credentials to the old database,
+// or checking configured SCRAM verifiers), maps cancel requests, and
+// forwards traffic between each client and its connection to the old
+// database.
+//
+// # Sessions
+//
+// Each client is a session served by two goroutines: clientToUpstream
+// (the session's own goroutine) reads the client and writes the old
+// database, upstreamToClient does the reverse. Messages travel as raw
+// frames in batches (protocol.Reader); only the types the proxy needs are
+// decoded. The two goroutines share the pending-request queue, the
+// transaction status and the client's write lock.
+//
+// # Dual-write
+//
+// In the dual-write phases (see track.go) every write is rewritten to
+// return the row images it stored (rewrite.PlanCapture appends the
+// transaction id, the table and every column to its RETURNING list), the
+// responses are split between the client, who sees exactly what it would
+// have seen without the proxy, and the open transaction's buffer, and the
+// transaction's images are written to the mirror's journal before its
+// COMMIT reaches the old database. Autocommit writes run in a transaction
+// of the proxy's own so that this holds for them too; COPY FROM runs
+// through a staging table so its rows can be captured. The journal's order
+// is therefore a valid apply order, and a crash loses nothing: the mirror
+// asks the old database how unresolved transactions ended.
+//
+// Phases change only between requests with no transaction open.
+package proxy
