@@ -36,6 +36,29 @@ type Config struct {
 	Limits  LimitsConfig  `toml:"limits"`
 	Rewrite RewriteConfig `toml:"rewrite"`
 	Mirror  MirrorConfig  `toml:"mirror"`
+	Shadow  ShadowConfig  `toml:"shadow"`
+}
+
+// ShadowConfig tunes shadow reads in phase shadow-read.
+type ShadowConfig struct {
+	// SampleRate is the fraction of reads shadowed, 0 to 1.
+	SampleRate float64 `toml:"sample_rate"`
+	// IncludeTables limits shadowing to reads of these tables;
+	// ExcludeTables skips reads touching any of them. Patterns may use *.
+	IncludeTables []string `toml:"include_tables"`
+	ExcludeTables []string `toml:"exclude_tables"`
+	// IncludeFingerprints and ExcludeFingerprints select query classes.
+	IncludeFingerprints []string `toml:"include_fingerprints"`
+	ExcludeFingerprints []string `toml:"exclude_fingerprints"`
+	// Timeout bounds one shadow query.
+	Timeout time.Duration `toml:"timeout"`
+	// MirrorWait bounds the wait for the mirror to apply the writes a read
+	// must see.
+	MirrorWait time.Duration `toml:"mirror_wait"`
+	// MaxConcurrent bounds shadow queries running at once.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// MemoryCap bounds the memory of captured old results, in bytes.
+	MemoryCap int64 `toml:"memory_cap"`
 }
 
 // MirrorConfig tunes how writes reach the new database in the dual-write
@@ -145,6 +168,13 @@ func DefaultConfig() *Config {
 			ShutdownTimeout: 30 * time.Second,
 		},
 		Rewrite: RewriteConfig{CacheSize: 10000},
+		Shadow: ShadowConfig{
+			SampleRate:    1,
+			Timeout:       5 * time.Second,
+			MirrorWait:    2 * time.Second,
+			MaxConcurrent: 4,
+			MemoryCap:     64 << 20,
+		},
 		Mirror: MirrorConfig{
 			QueueLen:      1024,
 			MaxSpoolBytes: 8 << 30,
@@ -221,7 +251,7 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 // ImplementedPhases are the phases this build can run. Validate rejects the
 // others by name rather than running a phase half-built.
-var ImplementedPhases = map[Phase]bool{OldOnly: true, DualWrite: true}
+var ImplementedPhases = map[Phase]bool{OldOnly: true, DualWrite: true, ShadowRead: true}
 
 // Validate checks every field and returns all failures joined, each a
 // *FieldError.
@@ -330,6 +360,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Phase > OldOnly && c.MirrorDir() == "" {
 		bad("mirror.dir", "required in phase %s (or set report_dir)", c.Phase)
+	}
+	if c.Shadow.SampleRate < 0 || c.Shadow.SampleRate > 1 {
+		bad("shadow.sample_rate", "must be between 0 and 1, got %g", c.Shadow.SampleRate)
+	}
+	if c.Shadow.Timeout <= 0 {
+		bad("shadow.timeout", "must be positive")
+	}
+	if c.Shadow.MirrorWait < 0 {
+		bad("shadow.mirror_wait", "must not be negative")
+	}
+	if c.Shadow.MaxConcurrent <= 0 {
+		bad("shadow.max_concurrent", "must be positive, got %d", c.Shadow.MaxConcurrent)
+	}
+	if c.Shadow.MemoryCap < 1<<20 {
+		bad("shadow.memory_cap", "must be at least 1 MiB, got %d", c.Shadow.MemoryCap)
 	}
 	if c.Rewrite.CacheSize <= 0 {
 		bad("rewrite.cache_size", "must be positive, got %d", c.Rewrite.CacheSize)

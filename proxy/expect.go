@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowproxy/shadowproxy/rewrite"
@@ -42,6 +43,10 @@ type expectation struct {
 	// seq is the journal position of the transaction a COMMIT (the client's
 	// or the proxy's) ends; zero when nothing was journaled.
 	seq uint64
+	// shadow captures the result of a read that is shadowed.
+	shadow *shadowCapture
+	// stmt is the statement a client's Describe S describes.
+	stmt *stmtState
 }
 
 // expectQueue is a FIFO shared by the two goroutines of a session.
@@ -129,6 +134,9 @@ type stmtState struct {
 	mode      stmtMode
 	plan      *rewrite.Capture
 	desc      *stmtDesc // the server-side form's description
+	// paramTypes are the parameter types the server reported for the
+	// client's own Describe (set by the upstream goroutine).
+	paramTypes atomic.Pointer[[]uint32]
 }
 
 // stmtDesc is the description of a statement's server-side form, filled by
@@ -172,9 +180,16 @@ type portalState struct {
 	mode stmtMode
 	plan *rewrite.Capture
 	desc *stmtDesc
-	// params are the Bind parameters, kept for statements mirrored as SQL.
+	// params are the Bind parameters, kept for statements mirrored as SQL
+	// and for reads to be shadowed.
 	params       [][]byte
 	paramFormats []int16
+	// shadow is set when the portal's read is shadowed; resultFormats and
+	// sql are then kept for it.
+	shadow        bool
+	resultFormats []int16
+	sql           string
+	paramOIDs     []uint32
 }
 
 // queryState follows a simple Query through its statements.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowproxy/shadowproxy/mirror"
@@ -54,6 +55,10 @@ type Mirroring struct {
 	log      *slog.Logger
 	// translate converts a statement for a MySQL target; nil for Postgres.
 	translate func(sql string) (string, []int, error)
+
+	// journaled is the last journal position handed out: a read that
+	// starts now is compared once the new database has applied it.
+	journaled atomic.Uint64
 
 	mu          sync.Mutex
 	prepared    map[string]uint64       // PREPARE TRANSACTION gid → journal position
@@ -260,11 +265,26 @@ func (m *Mirroring) Counts() (notMirrored int64, classes int, drift int64) {
 	return notMirrored, classes, drift
 }
 
+// position returns the journal position every transaction committed so far
+// has reached.
+func (m *Mirroring) position() uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.journaled.Load()
+}
+
 // journalTx writes a transaction's batch to the journal before its COMMIT
 // goes out. A batch the journal refuses is dead-lettered by it; the
 // transaction still commits on the old database, which stays authoritative.
 func (m *Mirroring) journalTx(b *mirror.Batch) (uint64, bool) {
 	seq, err := m.journal.EnqueueDurable(b)
+	for {
+		cur := m.journaled.Load()
+		if seq <= cur || m.journaled.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
 	if err != nil {
 		m.log.Error("mirror journal refused a transaction; it is dead-lettered and its tables are marked dirty", "err", err)
 		return 0, false

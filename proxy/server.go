@@ -30,6 +30,8 @@ type Options struct {
 	// Mirroring is the dual-write machinery; nil when no new database is
 	// configured (then only old-only can run).
 	Mirroring *Mirroring
+	// Shadower runs shadow reads in phase shadow-read; nil disables them.
+	Shadower Shadower
 }
 
 // Server accepts client connections and runs one session per client.
@@ -42,6 +44,7 @@ type Server struct {
 	metrics    *metrics.Metrics
 	classifier *rewrite.Classifier
 	mirroring  *Mirroring
+	shadower   Shadower
 
 	cfg   atomic.Pointer[config.Config]
 	state atomic.Pointer[runtimeState]
@@ -116,6 +119,7 @@ func New(opts Options) (*Server, error) {
 		metrics:    opts.Metrics,
 		classifier: opts.Classifier,
 		mirroring:  opts.Mirroring,
+		shadower:   opts.Shadower,
 		listeners:  map[net.Listener]struct{}{},
 		sessions:   map[uint32]*session{},
 		started:    time.Now(),
@@ -148,6 +152,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old := s.cfg.Load()
 	if capturePhase(cfg.Phase) && s.mirroring == nil {
 		return fmt.Errorf("proxy: reload: phase %s needs the new database, which was not configured at start (restart with new set)", cfg.Phase)
+	}
+	if shadowPhase(cfg.Phase) && s.shadower == nil {
+		return fmt.Errorf("proxy: reload: phase %s needs shadow reads, which were not set up at start (restart with new set)", cfg.Phase)
 	}
 	if cfg.New != old.New {
 		s.log.Warn("changing the new database needs a restart; keeping the old one", "new", config.RedactURL(old.New))

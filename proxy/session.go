@@ -63,6 +63,7 @@ type session struct {
 	portals   map[string]*stmtState // untracked sessions
 	tportals  map[string]*portalState
 	capture   bool // writes are captured (dual-write phases)
+	shadowing bool // reads are shadowed (shadow-read)
 	inRequest bool // messages sent since the last Sync or Query
 
 	// Dual-write, client goroutine: the transaction state the server will

@@ -45,6 +45,7 @@ func (ss *session) refreshPhase() {
 	}
 	ss.st = st
 	ss.capture = ss.srv.mirroring != nil && capturePhase(st.cfg.Phase)
+	ss.shadowing = ss.capture && ss.srv.shadower != nil && shadowPhase(st.cfg.Phase)
 	if ss.capture && !ss.tracking.Load() {
 		// From now on both goroutines pair responses with requests. A
 		// session never stops tracking: statements it prepared with
@@ -208,11 +209,12 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		name, _, _ := protocol.CString(msg.Body[1:])
 		if msg.Body[0] == 'S' {
 			var p *portalState
-			if st := ss.stmts[string(name)]; st != nil {
+			st := ss.stmts[string(name)]
+			if st != nil {
 				// Described as the server has it now.
 				p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
 			}
-			ss.exp.push(expectation{kind: expDescribe, portal: p})
+			ss.exp.push(expectation{kind: expDescribe, portal: p, stmt: st})
 			return nil, false
 		}
 		ss.exp.push(expectation{kind: expDescribe, portal: ss.tportals[string(name)]})
@@ -242,6 +244,13 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 			ss.txWrote = true
 		case st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare):
 			e.seq = ss.journalBeforeCommit(w, st)
+		case p != nil && p.shadow && !ss.txWrote && binary.BigEndian.Uint32(msg.Body[len(msg.Body)-4:]) == 0:
+			// A shadowed read: learn the portal's result shape (with its
+			// formats) first, on a Describe whose answer the client never
+			// sees.
+			e.shadow = ss.newShadowCapture(st, p.sql, p.paramOIDs, p.params, p.paramFormats, p.resultFormats)
+			prefix = encodeDescribe(nil, 'P', string(portal))
+			ss.exp.push(expectation{kind: expDescribe, swallow: true, shadow: e.shadow})
 		}
 		ss.noteTxControl(st)
 		ss.exp.push(e)
@@ -553,6 +562,9 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 		}
 	}
 	e := expectation{kind: expQuery, q: q}
+	if len(stmts) == 1 && ss.wantShadow(stmts[0]) {
+		e.shadow = ss.newShadowCapture(stmts[0], stmts[0].SQL, nil, nil, nil, nil)
+	}
 	switch {
 	case writes && txControl:
 		// COMMIT must come after the journal write, which needs the rows
@@ -631,6 +643,19 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	}
 	ss.tportals[string(portal)] = p
 	ss.exp.push(expectation{kind: expBind})
+	if st != nil && p.mode == modeNone && ss.wantShadow(st.st) {
+		if b, err := parseBind(msg.Body); err == nil {
+			p.shadow, p.sql, p.paramOIDs = true, st.sql, paramOIDsOf(st)
+			p.params = make([][]byte, len(b.params))
+			for i, v := range b.params {
+				if v != nil {
+					p.params[i] = append([]byte{}, v...)
+				}
+			}
+			p.paramFormats = b.paramFormats
+			p.resultFormats = b.resultFormats
+		}
+	}
 	pass := func() ([]byte, bool) {
 		if prefix != nil {
 			return append(prefix, msg.Raw...), true
@@ -726,6 +751,15 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	if !ok {
 		return nil, false
 	}
+	if e.shadow != nil {
+		switch msg.Type {
+		case 'T', 'D', 'C', protocol.MsgErrorResponse:
+			ss.shadowServer(e, msg)
+		case 's': // PortalSuspended: a partial result cannot be compared
+			ss.srv.shadower.NotShadowed("portal suspended")
+			ss.srv.shadower.Release(e.shadow.size)
+		}
+	}
 	drop := func() ([]byte, bool) {
 		if e.swallow {
 			return nil, true
@@ -739,6 +773,10 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case 't': // ParameterDescription, first half of a Describe S answer
 		if e.kind == expDescribe && e.desc != nil {
 			e.desc.paramTypes = parseParamDescription(msg.Body)
+		}
+		if e.kind == expDescribe && e.stmt != nil {
+			types := parseParamDescription(msg.Body)
+			e.stmt.paramTypes.Store(&types)
 		}
 		return drop()
 	case 'n': // NoData

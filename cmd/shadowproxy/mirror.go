@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/shadowproxy/shadowproxy/metrics"
 	"github.com/shadowproxy/shadowproxy/mirror"
 	"github.com/shadowproxy/shadowproxy/proxy"
+	"github.com/shadowproxy/shadowproxy/shadow"
 	"github.com/shadowproxy/shadowproxy/target/mysqltarget"
 	"github.com/shadowproxy/shadowproxy/target/pgtarget"
 )
@@ -25,6 +27,7 @@ type dualWrite struct {
 	mirror    *mirror.Mirror
 	mirroring *proxy.Mirroring
 	catalog   *proxy.SchemaCatalog
+	shadower  *shadow.Shadower
 }
 
 // oldCatalogConn connects to the old database to read its catalog, as the
@@ -104,7 +107,44 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		mir.Close(ctx)
 		return nil, err
 	}
+	oldURL, err := catalogURL(cfg)
+	if err != nil {
+		mir.Close(ctx)
+		return nil, err
+	}
+	sc := cfg.Shadow
+	dw.shadower, err = shadow.New(ctx, shadow.Options{
+		NewURL: cfg.New, MySQL: isMySQL, Mirror: mir, OldURL: oldURL,
+		SampleRate: sc.SampleRate, IncludeTables: sc.IncludeTables, ExcludeTables: sc.ExcludeTables,
+		IncludeFingerprints: sc.IncludeFingerprints, ExcludeFingerprints: sc.ExcludeFingerprints,
+		Timeout: sc.Timeout, MirrorWait: sc.MirrorWait, MaxConcurrent: sc.MaxConcurrent, MemoryCap: sc.MemoryCap,
+		ReportDir: cfg.ReportDir, Logger: log.With("component", "shadow"), Registerer: m.Registry,
+	})
+	if err != nil {
+		mir.Close(ctx)
+		return nil, fmt.Errorf("shadow: %w", err)
+	}
 	return dw, nil
+}
+
+// catalogURL is the old URL with the proxy's own credentials, for the
+// shadow reads' re-checks on the old database.
+func catalogURL(cfg *config.Config) (string, error) {
+	u, err := url.Parse(cfg.Old)
+	if err != nil {
+		return "", errors.New("old: cannot parse the URL")
+	}
+	if cfg.Auth.UpstreamUser != "" {
+		pw, _ := u.User.Password()
+		if cfg.Auth.UpstreamPassword != "" {
+			pw = cfg.Auth.UpstreamPassword
+		}
+		u.User = url.UserPassword(cfg.Auth.UpstreamUser, pw)
+	}
+	q := u.Query()
+	q.Set("application_name", "shadowproxy shadow")
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 func (dw *dualWrite) snapshot() metrics.MirrorSnapshot {
@@ -196,5 +236,5 @@ func (dw *dualWrite) status() mirrorStatus {
 }
 
 func (dw *dualWrite) close(ctx context.Context) error {
-	return dw.mirror.Close(ctx)
+	return errors.Join(dw.shadower.Close(ctx), dw.mirror.Close(ctx))
 }

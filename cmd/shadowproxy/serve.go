@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -108,11 +109,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	m := metrics.New()
 	var dw *dualWrite
 	var mirroring *proxy.Mirroring
+	var shadower proxy.Shadower
+	handlers := map[string]http.Handler{}
 	if cfg.New != "" {
 		if dw, err = startDualWrite(ctx, cfg, m, log); err != nil {
 			return err
 		}
-		mirroring = dw.mirroring
+		mirroring, shadower = dw.mirroring, dw.shadower
+		handlers["/report"] = dw.shadower.Handler()
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -121,7 +125,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}()
 	}
-	srv, err := proxy.New(proxy.Options{Config: cfg, Metrics: m, Logger: log, Mirroring: mirroring})
+	srv, err := proxy.New(proxy.Options{Config: cfg, Metrics: m, Logger: log, Mirroring: mirroring, Shadower: shadower})
 	if err != nil {
 		return err
 	}
@@ -133,9 +137,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var adm *admin.Server
 	if cfg.Admin != "" {
 		adm, err = admin.New(admin.Options{
-			Addr:    cfg.Admin,
-			Metrics: m,
-			Logger:  log,
+			Addr:     cfg.Admin,
+			Metrics:  m,
+			Handlers: handlers,
+			Logger:   log,
 			Status: func() any {
 				st := struct {
 					proxy.Status

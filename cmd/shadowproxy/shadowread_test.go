@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shadowproxy/shadowproxy/internal/testdb"
+)
+
+const shadowSchema = `create table items (id int primary key, name text, price numeric(10,2), ok bool, at timestamptz, tags jsonb, code uuid, pad char(8), note text);`
+
+func report(t *testing.T, p *proxyProc) map[string]any {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/report?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func readSuite(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"select * from items", nil},
+		{"select id, name, price from items order by price desc, id", nil},
+		{"select name, ok from items where id = $1", []any{2}},
+		{"select count(*), sum(price), avg(price) from items", nil},
+		{"select ok, count(*) from items group by ok", nil},
+		{"select id, at, tags, code, pad from items order by id limit 2", nil},
+		{"select note from items order by note nulls first, id", nil},
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			rows, err := c.Query(ctx, q.sql, append([]any{mode}, q.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows.Close()
+			if rows.Err() != nil {
+				t.Fatalf("%s: %v", q.sql, rows.Err())
+			}
+		}
+	}
+}
+
+func TestShadowReadPostgres(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, shadowSchema)
+	nw.Exec(t, shadowSchema)
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--phase", "shadow-read", "--report-dir", t.TempDir())
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	// The data reaches the new database through the mirror.
+	if _, err := c.Exec(ctx, `insert into items values
+		(1, 'Apple', 1.50, true, now(), '{"b":1,"a":2}', gen_random_uuid(), 'ab', null),
+		(2, 'banana', 0.25, false, now(), null, gen_random_uuid(), 'x', 'n'),
+		(3, 'Cherry', 1.50, null, null, '[1,2]', null, null, 'z')`); err != nil {
+		t.Fatal(err)
+	}
+	p.waitMirrored(30 * time.Second)
+	readSuite(t, p.url("postgres", "postgres"))
+	waitFor(t, "the comparisons", func() bool {
+		r := report(t, p)
+		return r["compared"].(float64) >= 14
+	})
+	r := report(t, p)
+	if r["mismatched"] != 0.0 {
+		t.Fatalf("mismatches on identical data: %v", r)
+	}
+	// A divergence made directly in the new database is reported.
+	nw.Exec(t, "update items set price = 9.99 where id = 2")
+	if _, err := c.Exec(ctx, "select name, price from items where id = 2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mismatch", func() bool { return report(t, p)["mismatched"].(float64) >= 1 })
+	r = report(t, p)
+	classes, _ := r["classes"].([]any)
+	found := false
+	for _, c := range classes {
+		cl := c.(map[string]any)
+		if cl["mismatched"].(float64) > 0 {
+			d, _ := cl["differences"].(map[string]any)
+			if d["value"] == nil {
+				t.Fatalf("mismatch without a value difference: %v", cl)
+			}
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no class with a mismatch: %v", r)
+	}
+}
