@@ -43,7 +43,7 @@ func readSuite(t *testing.T, url string) {
 		{"select * from items", nil},
 		{"select id, name, price from items order by price desc, id", nil},
 		{"select name, ok from items where id = $1", []any{2}},
-		{"select count(*), sum(price), avg(price) from items", nil},
+		{"select count(*), sum(price), min(price), max(price) from items", nil},
 		{"select ok, count(*) from items group by ok", nil},
 		{"select id, at, tags, code, pad from items order by id limit 2", nil},
 		{"select note from items order by note nulls first, id", nil},
@@ -113,4 +113,41 @@ func TestShadowReadPostgres(t *testing.T) {
 	if !found {
 		t.Fatalf("no class with a mismatch: %v", r)
 	}
+}
+
+func TestShadowReadMariaDB(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	my := testdb.StartMariaDB(t)
+	old.Exec(t, shadowSchema)
+	my.Exec(t, "create database app")
+	my.Exec(t, "create table app.items (id int primary key, name text, price decimal(10,2), ok tinyint(1), at datetime(6), tags json, code char(36), pad char(8), note text) collate utf8mb4_bin")
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + my.URL("root", "", "app")},
+		"--phase", "shadow-read", "--report-dir", t.TempDir())
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `insert into items values
+		(1, 'Apple', 1.50, true, now(), '{"b":1,"a":2}', gen_random_uuid(), 'ab', null),
+		(2, 'banana', 0.25, false, now(), null, gen_random_uuid(), 'x', 'n'),
+		(3, 'Cherry', 1.50, null, null, '[1,2]', null, null, 'z')`); err != nil {
+		t.Fatal(err)
+	}
+	p.waitMirrored(30 * time.Second)
+	readSuite(t, p.url("postgres", "postgres"))
+	waitFor(t, "the comparisons", func() bool { return report(t, p)["compared"].(float64) >= 10 })
+	time.Sleep(500 * time.Millisecond)
+	r := report(t, p)
+	if r["mismatched"] != 0.0 {
+		b, _ := json.MarshalIndent(r, "", " ")
+		t.Fatalf("mismatches on identical data:\n%s", b)
+	}
+	// A missing row on the new side is a row_count difference.
+	my.Exec(t, "delete from app.items where id = 3")
+	if _, err := c.Exec(ctx, "select id, name from items where price > 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mismatch", func() bool { return report(t, p)["mismatched"].(float64) >= 1 })
 }
