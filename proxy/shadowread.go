@@ -109,7 +109,7 @@ func (c *shadowCapture) row(sh Shadower, body []byte) {
 		return
 	}
 	if !c.req.Truncated && (c.size+n > c.cap || !sh.Reserve(n)) {
-		c.truncate()
+		c.truncate(sh)
 	}
 	if c.req.Truncated {
 		if c.digest != nil {
@@ -131,8 +131,12 @@ func (c *shadowCapture) row(sh Shadower, body []byte) {
 
 // truncate switches the capture to a digest of every row: the rows kept
 // so far are digested too and let go.
-func (c *shadowCapture) truncate() {
+func (c *shadowCapture) truncate(sh Shadower) {
 	c.req.Truncated = true
+	defer func() {
+		sh.Release(c.size)
+		c.size = 0
+	}()
 	if len(c.req.Fields) == 0 {
 		return
 	}

@@ -81,9 +81,11 @@ type Shadower struct {
 	rechecksHeld atomic.Int64 // re-checks scheduled or queued
 	maxRechecks  int64
 
-	mu     sync.RWMutex // guards closed and timers; Submit holds it shared
+	mu     sync.RWMutex // guards closed; Submit holds it shared
 	closed bool
-	timers map[*job]*time.Timer
+	// timers holds the re-checks waiting for their delay; nil once closed.
+	timerMu sync.Mutex
+	timers  map[*job]*time.Timer
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -273,9 +275,11 @@ func (s *Shadower) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.timerMu.Lock()
 	timers := s.timers
 	s.timers = nil
-	s.mu.Unlock()
+	s.timerMu.Unlock()
 	close(s.done)
 
 	var err error

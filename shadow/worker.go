@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -39,6 +40,14 @@ func (w *worker) run() {
 	s := w.s
 	defer s.wg.Done()
 	for {
+		// Closing: finish nothing more (Close settles what is left).
+		select {
+		case <-s.done:
+			return
+		case <-s.ctx.Done():
+			return
+		default:
+		}
 		// Re-checks first: their delay has already run, and they hold
 		// memory.
 		select {
@@ -237,13 +246,14 @@ func (s *Shadower) scheduleRecheck(j *job) bool {
 		s.rechecksHeld.Add(-1)
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.timers == nil { // closed
 		s.rechecksHeld.Add(-1)
 		return false
 	}
-	// fire takes s.mu first, so it cannot run before the timer is stored.
+	// fire takes timerMu first, so it cannot run before the timer is
+	// stored.
 	s.timers[j] = time.AfterFunc(s.opts.RecheckDelay, func() { s.fire(j) })
 	return true
 }
@@ -251,8 +261,8 @@ func (s *Shadower) scheduleRecheck(j *job) bool {
 // fire queues a re-check whose delay has run. The queue has room for every
 // held re-check, so this never blocks.
 func (s *Shadower) fire(j *job) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
 	// Not pending: Close has taken it. Queued under the lock, so that
 	// Close, which drains the queue after taking the timers, sees it.
 	if _, pending := s.timers[j]; pending {
@@ -349,7 +359,7 @@ func (w *worker) ignore(j *job, reason string, notShadowed bool) {
 // reasonLabel keeps the metric label of a not-shadowed reason bounded: the
 // refused construct stays in the report, not in the label.
 func reasonLabel(reason string) string {
-	if len(reason) > len(IgnoredNoTranslation) && reason[:len(IgnoredNoTranslation)] == IgnoredNoTranslation {
+	if strings.HasPrefix(reason, IgnoredNoTranslation) {
 		return IgnoredNoTranslation
 	}
 	return reason

@@ -4,6 +4,7 @@
 // Usage:
 //
 //	shadowproxy serve [--config FILE] [flags]
+//	shadowproxy report [--format text|json|html] [--out FILE] DIR
 //	shadowproxy version
 package main
 
@@ -27,6 +28,7 @@ const usage = `usage: shadowproxy <command> [flags]
 
 commands:
   serve     run the proxy
+  report    render the shadow-read comparison report from a report directory
   version   print the version
 
 Run 'shadowproxy <command> -h' for a command's flags.
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stderr)
+	case "report":
+		return runReport(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "shadowproxy", version)
 	case "-h", "--help", "help":
