@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -249,7 +251,7 @@ func TestProxyConfig(t *testing.T) {
 	conf, err := proxyConfig(proxySpec{
 		Name:      "t",
 		Configure: func(c *config.Config) { c.Limits.MaxClientConns = 2010 },
-	}, 4321, old)
+	}, 4321, 0, old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,8 +276,17 @@ func TestProxyConfig(t *testing.T) {
 		t.Errorf("loaded\n%+v\nwant\n%+v", *cfg, *want)
 	}
 
+	// An admin port is the proxy's, whatever Configure said.
+	conf, err = proxyConfig(proxySpec{Name: "a", Configure: func(c *config.Config) { c.Admin = "127.0.0.1:1" }}, 4321, 9187, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), `admin = "127.0.0.1:9187"`) {
+		t.Errorf("admin port not in the configuration:\n%s", conf)
+	}
+
 	// A section's invalid configuration fails before any process starts.
-	_, err = proxyConfig(proxySpec{Name: "bad", Configure: func(c *config.Config) { c.Limits.MaxClientConns = 0 }}, 1, old)
+	_, err = proxyConfig(proxySpec{Name: "bad", Configure: func(c *config.Config) { c.Limits.MaxClientConns = 0 }}, 1, 0, old)
 	if err == nil || !strings.Contains(err.Error(), "max_client_conns") {
 		t.Errorf("invalid configuration: err = %v", err)
 	}
@@ -348,13 +359,27 @@ func TestParseVmRSS(t *testing.T) {
 }
 
 func TestParseOptions(t *testing.T) {
-	o, err := parseOptions(nil, &bytes.Buffer{})
+	o, err := parseOptions([]string{"--proxy", "bin/x"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.clients, []int{1, 8}) || o.rounds != 5 || o.duration != 5*time.Second ||
-		o.idleClients != 2000 || !slices.Equal(o.sections, []string{"pgbench", "idle"}) {
+		o.idleClients != 2000 || !slices.Equal(o.sections, []string{"pgbench", "dualwrite", "idle"}) ||
+		o.dwRounds != 4 || o.dwDuration != 5*time.Second {
 		t.Errorf("defaults %+v", o)
+	}
+	// dualwrite needs the binary; the error says how to do without it.
+	_, err = parseOptions(nil, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--proxy") || !strings.Contains(err.Error(), "--sections pgbench,idle") {
+		t.Errorf("default sections without --proxy: err = %v", err)
+	}
+	_, err = parseOptions([]string{"--sections", "dualwrite"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--proxy") {
+		t.Errorf("dualwrite without --proxy: err = %v", err)
+	}
+	o, err = parseOptions([]string{"--proxy", "bin/x", "--dualwrite-rounds", "2", "--dualwrite-duration", "3s"}, &bytes.Buffer{})
+	if err != nil || o.dwRounds != 2 || o.dwDuration != 3*time.Second {
+		t.Errorf("dualwrite flags: %+v, %v", o, err)
 	}
 	o, err = parseOptions([]string{"--clients", "2, 4", "--sections", "idle", "--proxy", "bin/x"}, &bytes.Buffer{})
 	if err != nil {
@@ -369,6 +394,8 @@ func TestParseOptions(t *testing.T) {
 		{"--sections", "pgbench,nope"},
 		{"--duration", "500ms"},
 		{"--rounds", "0"},
+		{"--proxy", "bin/x", "--dualwrite-rounds", "0"},
+		{"--proxy", "bin/x", "--dualwrite-duration", "500ms"},
 		{"extra"},
 	} {
 		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {
@@ -398,17 +425,26 @@ func TestOpenConnsFails(t *testing.T) {
 }
 
 // TestBenchEndToEnd runs the whole bench, small: a real Postgres, the
-// proxy as a child of the test binary (with a CPU profile), pgbouncer.
+// proxy as a child of the test binary (with a CPU profile) in the pgbench
+// section, pgbouncer, and the shadowproxy binary, built here, for the
+// dualwrite and idle sections.
 func TestBenchEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Postgres, pgbouncer and a proxy")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	prof := filepath.Join(t.TempDir(), "proxy.prof")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shadowproxy")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/shadowproxy/shadowproxy/cmd/shadowproxy").CombinedOutput(); err != nil {
+		t.Fatalf("building shadowproxy: %v\n%s", err, out)
+	}
+	prof := filepath.Join(dir, "proxy.prof")
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{
+		"--proxy", bin,
 		"--duration", "1s", "--rounds", "1", "--clients", "1,2", "--scale", "1",
+		"--dualwrite-duration", "1s", "--dualwrite-rounds", "1",
 		"--idle-clients", "40", "--cpuprofile", prof,
 	}, &stdout, &stderr)
 	if err != nil {
@@ -420,6 +456,16 @@ func TestBenchEndToEnd(t *testing.T) {
 		`(?m)^pgbench -S -M extended, median of 1 interleaved 1 s runs$`,
 		`(?m)^1 +\d+ +\d+ +\d+ +\d+\.\d\d +\d+\.\d\d +-?\d+\.\d$`,
 		`(?m)^2 +\d+ +\d+ +\d+ +\d+\.\d\d +\d+\.\d\d +-?\d+\.\d$`,
+		`(?m)^dual-write: pgbench TPC-B-like \(-c 4 -j 2 -M prepared\) through the proxy, median of 1 interleaved 1 s runs$`,
+		`(?m)^old-only +\d+ +1\.00 +\d+\.\d\d +\d+\.\d\d +\d+\.\d–\d+\.\d +\d+ +- +- +- +- +-$`,
+		// The prompt new database caught up after the run.
+		`(?m)^dual-write +\d+ +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d–\d+\.\d +\d+ +\d+ +\d+ +\d+ +\d+ +\d+\.\d\d s$`,
+		// The stopped one applied nothing; everything is in the spool.
+		`(?m)^dual-write, new stopped +\d+ +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d–\d+\.\d +\d+ +\d+ +0 +\d+ +\d+ +-$`,
+		`(?m)^dual-write, new \+50 ms +\d+ +\d+\.\d\d +\d+\.\d\d +\d+\.\d\d +\d+\.\d–\d+\.\d +\d+ +\d+ +\d+ +\d+ +\d+ +-$`,
+		`(?m)^  (met|MISSED) +dual-write tps ≥ 0\.9× old-only with the new database stopped +×\d+\.\d\d$`,
+		`(?m)^  (met|MISSED) +no measurable p99 increase with the new database 50 ms late \(vs prompt, vs stopped\) +[-+]\d+\.\d\d ms \(≤ \+\d+\.\d\d\), [-+]\d+\.\d\d ms \(≤ \+\d+\.\d\d\)$`,
+		`(?m)^  met +dual-write lost no transaction \(none dead-lettered or dropped\) +0 lost$`,
 		`(?m)^idle RSS per client connection: -?\d+\.\d KiB \(40 clients;`,
 		`(?m)^  (met|MISSED) +≤ 25 µs added per round trip at 1 client`,
 		`(?m)^  (met|MISSED) +≤ 64 KiB RSS per idle client connection`,
@@ -428,9 +474,23 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Errorf("output does not match %s", re)
 		}
 	}
+	// Everything the proxy mirrored with the new database stopped is
+	// still waiting, in memory or (normally all of it) in the spool.
+	if m := regexp.MustCompile(`(?m)^dual-write, new stopped(?: +\S+){6} +(\d+) +0 +(\d+) +(\d+) +-$`).FindStringSubmatch(out); m == nil || atoi(t, m[1]) != atoi(t, m[2])+atoi(t, m[3]) {
+		t.Errorf("new stopped: mirrored is not queued + spooled (%q)", m)
+	}
 	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
 		t.Errorf("CPU profile: %v (size %d)", err, sizeOf(fi))
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func sizeOf(fi os.FileInfo) int64 {

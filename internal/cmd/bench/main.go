@@ -49,6 +49,8 @@ type options struct {
 	scale       int           // pgbench -i -s
 	idleClients int           // connections held open by the idle section
 	sections    []string      // which sections run, in this order
+	dwDuration  time.Duration // one pgbench run of the dualwrite section
+	dwRounds    int           // interleaved rounds of the dualwrite section
 	cpuProfile  string        // CPU profile of the proxy during the pgbench section
 	strict      bool          // a missed goal fails the bench
 	keep        bool          // keep the work directory (configurations, logs)
@@ -56,6 +58,7 @@ type options struct {
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	o := options{clients: []int{1, 8}, sections: sectionNames()}
+	explicitSections := false
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.proxyBin, "proxy", "", "shadowproxy `binary` (default: run the proxy inside this program's child)")
@@ -70,6 +73,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.idleClients, "idle-clients", 2000, "idle client connections opened by the idle section")
 	fs.Func("sections", "comma-separated `sections` to run (default all: "+strings.Join(sectionNames(), ",")+")", func(s string) error {
 		o.sections = nil
+		explicitSections = true
 		for _, name := range strings.Split(s, ",") {
 			name = strings.TrimSpace(name)
 			if findSection(name) == nil {
@@ -79,6 +83,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		return nil
 	})
+	// The dualwrite section's rounds are fewer than pgbench's, which has
+	// them per client count: four, so that each of its four scenarios
+	// runs once in each position of the rotation.
+	fs.DurationVar(&o.dwDuration, "dualwrite-duration", 5*time.Second, "length of one pgbench run of the dualwrite section (whole seconds)")
+	fs.IntVar(&o.dwRounds, "dualwrite-rounds", 4, "interleaved rounds of the dualwrite section; the median is reported")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the proxy during the pgbench section to `file`")
 	fs.BoolVar(&o.strict, "strict", false, "exit with an error when a goal is missed")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configurations and logs)")
@@ -91,6 +100,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case o.duration < time.Second:
 		return o, errors.New("--duration must be at least 1s")
+	case o.dwDuration < time.Second:
+		return o, errors.New("--dualwrite-duration must be at least 1s")
+	case o.dwRounds < 1:
+		return o, errors.New("--dualwrite-rounds must be at least 1")
 	case o.rounds < 1:
 		return o, errors.New("--rounds must be at least 1")
 	case o.scale < 1:
@@ -99,6 +112,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--idle-clients must be at least 1")
 	case len(o.sections) == 0:
 		return o, errors.New("no sections to run")
+	case o.proxyBin == "" && slices.Contains(o.sections, "dualwrite"):
+		// Checked here, not when the section's turn comes, so that a long
+		// bench does not fail after minutes of other sections.
+		msg := "section dualwrite needs the shadowproxy binary (--proxy bin/shadowproxy): dual-write is wired up in cmd/shadowproxy"
+		if !explicitSections {
+			msg += "; or leave it out with --sections " + strings.Join(slices.DeleteFunc(sectionNames(), func(s string) bool { return s == "dualwrite" }), ",")
+		}
+		return o, errors.New(msg)
 	}
 	for _, p := range []*string{&o.proxyBin, &o.cpuProfile} {
 		if *p != "" {

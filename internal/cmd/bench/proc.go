@@ -20,12 +20,13 @@ import (
 // bgProc is a server the bench started (a proxy, pgbouncer), running until
 // stop. Its output goes to a log file, shown when it fails.
 type bgProc struct {
-	name    string
-	port    int
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
-	err     error         // cmd.Wait's result, valid after done is closed
+	name      string
+	port      int
+	adminPort int // a proxy's admin server (/status), 0 for none
+	logPath   string
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when the process has exited
+	err       error         // cmd.Wait's result, valid after done is closed
 }
 
 // startBG starts cmd with its output appended to logPath. Pdeathsig makes
@@ -234,4 +235,71 @@ func raiseFileLimit(need uint64) (uint64, error) {
 		return 0, fmt.Errorf("getrlimit: %w", err)
 	}
 	return lim.Cur, nil
+}
+
+// reservePort binds a loopback TCP port without listening on it and
+// returns it with the function that releases it. A connection to the port
+// is refused, as by a stopped server, and no other process can bind it
+// while it is held: the socket does not set SO_REUSEADDR, which Linux
+// requires of both sockets before it lets a second one bind. (A stopped
+// server's port, or one freePort found, could be taken meanwhile by a
+// server another program starts on this shared machine, and a client meant
+// to find nothing there would reach it.)
+func reservePort() (port int, release func() error, err error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reserving a port: socket: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return 0, nil, fmt.Errorf("reserving a port: bind: %w", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		return 0, nil, fmt.Errorf("reserving a port: getsockname: %w", err)
+	}
+	in4, ok := sa.(*syscall.SockaddrInet4)
+	if !ok {
+		syscall.Close(fd)
+		return 0, nil, fmt.Errorf("reserving a port: unexpected address %T", sa)
+	}
+	return in4.Port, func() error { return syscall.Close(fd) }, nil
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat: USER_HZ, which
+// Linux fixes at 100 for user space on every architecture.
+const userHZ = 100
+
+// cpuTime returns the CPU time (user and system) the process has used.
+func (p *bgProc) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(string(b))
+}
+
+// parseProcStatCPU reads utime and stime (fields 14 and 15) of a
+// /proc/PID/stat line. The command name (field 2) is in parentheses and
+// may itself hold spaces and parentheses, so the fields are counted from
+// the last ")".
+func parseProcStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc/PID/stat: no command name")
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/PID/stat: %d fields after the command name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/PID/stat CPU time %q: %w", s, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -37,12 +39,16 @@ type proxySpec struct {
 	// CPUProfile, when set, runs the proxy as a child of this binary that
 	// writes a CPU profile there when stopped.
 	CPUProfile string
+	// Admin runs the admin server (/status) on a free port, recorded in the
+	// bgProc's adminPort. Only for a proxy binary: the child has none.
+	Admin bool
 }
 
 // proxyConfig returns the configuration file's contents for spec, with the
-// proxy listening on port and forwarding to oldURL. The configuration is
-// validated here so that a section's mistake shows before a process starts.
-func proxyConfig(spec proxySpec, port int, oldURL string) ([]byte, error) {
+// proxy listening on port, its admin server on adminPort (0: none) and
+// forwarding to oldURL. The configuration is validated here so that a
+// section's mistake shows before a process starts.
+func proxyConfig(spec proxySpec, port, adminPort int, oldURL string) ([]byte, error) {
 	cfg := config.DefaultConfig()
 	cfg.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg.Old = oldURL
@@ -51,6 +57,9 @@ func proxyConfig(spec proxySpec, port int, oldURL string) ([]byte, error) {
 	cfg.Limits.ShutdownTimeout = 2 * time.Second
 	if spec.Configure != nil {
 		spec.Configure(cfg)
+	}
+	if adminPort != 0 {
+		cfg.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(adminPort))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy %s: %w", spec.Name, err)
@@ -68,6 +77,9 @@ func (e *env) startProxy(ctx context.Context, spec proxySpec) (*bgProc, error) {
 	if e.opts.proxyBin == "" && len(spec.Args) > 0 {
 		return nil, fmt.Errorf("proxy %s: serve flags %q need a proxy binary (--proxy)", spec.Name, spec.Args)
 	}
+	if (e.opts.proxyBin == "" || spec.CPUProfile != "") && spec.Admin {
+		return nil, fmt.Errorf("proxy %s: the admin server needs a proxy binary (--proxy) and no CPU profile", spec.Name)
+	}
 	dir := filepath.Join(e.dir, "proxy-"+spec.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -78,7 +90,13 @@ func (e *env) startProxy(ctx context.Context, spec proxySpec) (*bgProc, error) {
 		if err != nil {
 			return nil, err
 		}
-		conf, err := proxyConfig(spec, port, e.pg.SuperURL())
+		adminPort := 0
+		if spec.Admin {
+			if adminPort, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		conf, err := proxyConfig(spec, port, adminPort, e.pg.SuperURL())
 		if err != nil {
 			return nil, err
 		}
@@ -102,6 +120,7 @@ func (e *env) startProxy(ctx context.Context, spec proxySpec) (*bgProc, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.adminPort = adminPort
 		err = p.waitReady(ctx, "postgres")
 		if err == nil {
 			return p, nil
@@ -203,4 +222,60 @@ func runProxyChild(args []string) error {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// mirrorStatus is the "mirror" object of a dual-writing proxy's /status
+// (cmd/shadowproxy), the fields the bench reads. Counts are of batches, one
+// per mirrored transaction, since the proxy started.
+type mirrorStatus struct {
+	Queued       int    `json:"queued"`  // in memory, waiting to be applied
+	Spooled      int    `json:"spooled"` // in the spool on disk, waiting
+	Applied      uint64 `json:"applied"` // applied to the new database
+	Failed       uint64 `json:"failed"`  // failed attempts to apply (retried)
+	DeadLettered uint64 `json:"dead_lettered"`
+	Dropped      uint64 `json:"dropped"`
+	Pending      int    `json:"pending"` // outcome on the old database not known yet
+	AppliedSeq   uint64 `json:"applied_seq"`
+	LastSeq      uint64 `json:"last_seq"` // batches handed to the mirror
+	Spooling     bool   `json:"spooling"`
+}
+
+// caughtUp reports whether every batch handed to the mirror was applied.
+func (m mirrorStatus) caughtUp() bool {
+	return m.AppliedSeq == m.LastSeq && m.Queued == 0 && m.Spooled == 0 && m.Pending == 0
+}
+
+// lost counts batches that will never reach the new database.
+func (m mirrorStatus) lost() uint64 { return m.DeadLettered + m.Dropped }
+
+// mirrorStatus reads the mirror's figures from the proxy's admin server.
+func (p *bgProc) mirrorStatus(ctx context.Context) (mirrorStatus, error) {
+	var st struct {
+		Mirror *mirrorStatus `json:"mirror"`
+	}
+	if p.adminPort == 0 {
+		return mirrorStatus{}, fmt.Errorf("%s has no admin server", p.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d/status", p.adminPort)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return mirrorStatus{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return mirrorStatus{}, fmt.Errorf("%s /status: %w", p.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return mirrorStatus{}, fmt.Errorf("%s /status: %s", p.name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return mirrorStatus{}, fmt.Errorf("%s /status: %w", p.name, err)
+	}
+	if st.Mirror == nil {
+		return mirrorStatus{}, fmt.Errorf("%s /status has no mirror: the proxy is not dual-writing", p.name)
+	}
+	return *st.Mirror, nil
 }

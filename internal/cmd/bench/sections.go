@@ -35,6 +35,7 @@ type goal struct {
 // comes last: its thousands of backends would disturb the timed runs.
 var sections = []section{
 	{name: "pgbench", run: pgbenchSection},
+	{name: "dualwrite", run: dualwriteSection},
 	{name: "idle", run: idleSection},
 }
 
