@@ -80,13 +80,15 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				continue
 			}
 			// Dual-write: the message may be rewritten or preceded by
-			// messages of the proxy's own.
-			w.send(cr.Slice(start, before))
-			start = before
+			// messages of the proxy's own. The run before it is cut off
+			// only when that happens, so that a batch still goes out in one
+			// piece.
+			w.cr, w.start, w.before = cr, &start, before
 			if out, replace := ss.trackClient(msg, w); replace {
 				w.send(out)
 				start = cr.Offset()
 			}
+			w.cr = nil
 		}
 		w.send(cr.Span(start))
 		if !w.flush() {
@@ -206,9 +208,26 @@ type upstreamWriter struct {
 	ss   *session
 	bufs net.Buffers
 	n    int
+	// While a message is being handled: the reader, the start of the run
+	// not yet sent and where the message begins.
+	cr     *protocol.Reader
+	start  *int
+	before int
 }
 
+// cut adds the run of client bytes before the message being handled.
+func (w *upstreamWriter) cut() {
+	if w.cr != nil && *w.start < w.before {
+		b := w.cr.Slice(*w.start, w.before)
+		w.bufs = append(w.bufs, b)
+		w.n += len(b)
+		*w.start = w.before
+	}
+}
+
+// send adds b after everything before the message being handled.
 func (w *upstreamWriter) send(b []byte) {
+	w.cut()
 	if len(b) > 0 {
 		w.bufs = append(w.bufs, b)
 		w.n += len(b)
@@ -218,6 +237,7 @@ func (w *upstreamWriter) send(b []byte) {
 // flush writes what was gathered. It reports false when the session is
 // over.
 func (w *upstreamWriter) flush() bool {
+	w.cut()
 	if w.n == 0 {
 		return true
 	}

@@ -442,9 +442,15 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	if !ss.txWrote {
 		return 0
 	}
-	w.send(flushMsg)
-	if !w.flush() || !ss.waitResponses() {
-		return 0
+	select {
+	case <-ss.exp.emptied():
+		// Every response is in already (the usual case: the client read
+		// its results before committing).
+	default:
+		w.send(flushMsg)
+		if !w.flush() || !ss.waitResponses() {
+			return 0
+		}
 	}
 	ss.txMu.Lock()
 	b := ss.tx.take()

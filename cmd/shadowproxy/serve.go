@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -111,6 +112,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var mirroring *proxy.Mirroring
 	var shadower proxy.Shadower
 	handlers := map[string]http.Handler{}
+	if os.Getenv("SHADOWPROXY_PPROF") != "" {
+		// A debugging aid for profiling the proxy under load, on the admin
+		// address only.
+		handlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		handlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+	}
 	if cfg.New != "" {
 		if dw, err = startDualWrite(ctx, cfg, m, log); err != nil {
 			return err
