@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,14 +31,11 @@ type MariaDB struct {
 	// started WithSSL; the certificate is self-signed (its own CA).
 	CertFile, KeyFile string
 
-	root   string // holds everything above; removed by Close
 	as     runAs
 	binary string   // mariadbd
 	args   []string // mariadbd's arguments except --port
 
-	mu     sync.Mutex
-	proc   *process // nil while stopped
-	closed bool
+	server
 }
 
 // The MariaDB superuser, reachable over TCP with an empty password.
@@ -73,12 +69,12 @@ func NewMariaDB(ctx context.Context, opts ...Option) (*MariaDB, error) {
 		return nil, err
 	}
 
-	server, installDB, err := findMariaDB()
+	mariadbd, installDB, err := findMariaDB()
 	if err != nil {
 		if ierr := InstallPackages(ctx, "mariadb-server", "mariadb-client"); ierr != nil {
 			return nil, fmt.Errorf("%w (%v)", ierr, err)
 		}
-		if server, installDB, err = findMariaDB(); err != nil {
+		if mariadbd, installDB, err = findMariaDB(); err != nil {
 			return nil, err
 		}
 	}
@@ -95,10 +91,11 @@ func NewMariaDB(ctx context.Context, opts ...Option) (*MariaDB, error) {
 		Dir:     filepath.Join(root, "data"),
 		Socket:  filepath.Join(root, "mysqld.sock"),
 		LogFile: filepath.Join(root, "mariadb.log"),
-		root:    root,
 		as:      as,
-		binary:  server,
+		binary:  mariadbd,
+		server:  server{name: "mariadb", root: root, stopSig: syscall.SIGTERM, crashSig: syscall.SIGKILL},
 	}
+	m.startFn = func(ctx context.Context) error { return m.start(ctx, true, false) }
 	started := false
 	defer func() {
 		if !started {
@@ -312,88 +309,6 @@ func execMySQL(ctx context.Context, dsn, query string) error {
 		return fmt.Errorf("testdb: mariadb: %s: %w", abbreviate(query), err)
 	}
 	return nil
-}
-
-// Stop shuts the server down cleanly; Restart brings it back.
-func (m *MariaDB) Stop(tb testing.TB) {
-	tb.Helper()
-	if err := m.Shutdown(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Kill stops the server like a crash (SIGKILL); the next start runs InnoDB
-// crash recovery. Restart brings it back.
-func (m *MariaDB) Kill(tb testing.TB) {
-	tb.Helper()
-	if err := m.Crash(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Restart starts the server again on the same port with the same data,
-// stopping it first if it is running.
-func (m *MariaDB) Restart(tb testing.TB) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := m.Shutdown(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := m.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Shutdown is Stop returning the error. Stopping a stopped server is a no-op.
-func (m *MariaDB) Shutdown() error { return m.halt(syscall.SIGTERM) }
-
-// Crash is Kill returning the error.
-func (m *MariaDB) Crash() error { return m.halt(syscall.SIGKILL) }
-
-func (m *MariaDB) halt(sig syscall.Signal) error {
-	m.mu.Lock()
-	proc := m.proc
-	m.proc = nil
-	m.mu.Unlock()
-	if proc == nil {
-		return nil
-	}
-	if err := proc.stop(sig, 30*time.Second); err != nil {
-		return fmt.Errorf("testdb: stopping mariadb: %w", err)
-	}
-	return nil
-}
-
-// Start starts a stopped server again on the same port with the same data.
-func (m *MariaDB) Start(ctx context.Context) error {
-	m.mu.Lock()
-	running, closed := m.proc != nil, m.closed
-	m.mu.Unlock()
-	switch {
-	case closed:
-		return errors.New("testdb: mariadb: Start after Close")
-	case running:
-		return errors.New("testdb: mariadb: Start while running")
-	}
-	return m.start(ctx, true, false)
-}
-
-// Close kills the server and removes its files. It is safe to call more
-// than once.
-func (m *MariaDB) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	m.closed = true
-	m.mu.Unlock()
-	err := m.Crash()
-	if rerr := os.RemoveAll(m.root); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("testdb: %w", rerr))
-	}
-	return err
 }
 
 // Log returns the end of the server log, for failure messages.

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,12 +34,9 @@ type Postgres struct {
 	// client's root (see TLSURL).
 	CertFile, KeyFile string
 
-	root string // holds Dir, SocketDir, LogFile; removed by Close
-	as   runAs
+	as runAs
 
-	mu     sync.Mutex
-	proc   *process // nil while stopped
-	closed bool
+	server
 }
 
 // The role trusted without a password on the socket and on loopback.
@@ -94,9 +90,13 @@ func NewPostgres(ctx context.Context, opts ...Option) (*Postgres, error) {
 		SocketDir: filepath.Join(root, "sock"),
 		LogFile:   filepath.Join(root, "postgres.log"),
 		BinDir:    bin,
-		root:      root,
 		as:        as,
+		// SIGINT is the "fast" shutdown (clients get SQLSTATE 57P01);
+		// SIGQUIT the "immediate" one, without a shutdown checkpoint, like
+		// a crash.
+		server: server{name: "postgres", root: root, stopSig: syscall.SIGINT, crashSig: syscall.SIGQUIT},
 	}
+	p.startFn = func(ctx context.Context) error { return p.start(ctx, true) }
 	started := false
 	defer func() {
 		if !started {
@@ -312,89 +312,6 @@ func (p *Postgres) ExecContext(ctx context.Context, sql string) error {
 		return fmt.Errorf("testdb: postgres: %s: %w", abbreviate(sql), err)
 	}
 	return nil
-}
-
-// Stop shuts the server down ("fast": clients are disconnected with
-// SQLSTATE 57P01, committed data is kept). Restart brings it back.
-func (p *Postgres) Stop(tb testing.TB) {
-	tb.Helper()
-	if err := p.Shutdown(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Kill stops the server like a crash ("immediate": no shutdown checkpoint;
-// the next start runs crash recovery). Restart brings it back.
-func (p *Postgres) Kill(tb testing.TB) {
-	tb.Helper()
-	if err := p.Crash(); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Restart starts the server again on the same port with the same data,
-// stopping it first if it is running.
-func (p *Postgres) Restart(tb testing.TB) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := p.Shutdown(); err != nil {
-		tb.Fatal(err)
-	}
-	if err := p.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// Shutdown is Stop returning the error. Stopping a stopped server is a no-op.
-func (p *Postgres) Shutdown() error { return p.halt(syscall.SIGINT) }
-
-// Crash is Kill returning the error.
-func (p *Postgres) Crash() error { return p.halt(syscall.SIGQUIT) }
-
-func (p *Postgres) halt(sig syscall.Signal) error {
-	p.mu.Lock()
-	proc := p.proc
-	p.proc = nil
-	p.mu.Unlock()
-	if proc == nil {
-		return nil
-	}
-	if err := proc.stop(sig, 30*time.Second); err != nil {
-		return fmt.Errorf("testdb: stopping postgres: %w", err)
-	}
-	return nil
-}
-
-// Start starts a stopped server again on the same port with the same data.
-func (p *Postgres) Start(ctx context.Context) error {
-	p.mu.Lock()
-	running, closed := p.proc != nil, p.closed
-	p.mu.Unlock()
-	switch {
-	case closed:
-		return errors.New("testdb: postgres: Start after Close")
-	case running:
-		return errors.New("testdb: postgres: Start while running")
-	}
-	return p.start(ctx, true)
-}
-
-// Close stops the server at once and removes its files. It is safe to call
-// more than once.
-func (p *Postgres) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil
-	}
-	p.closed = true
-	p.mu.Unlock()
-	err := p.Crash()
-	if rerr := os.RemoveAll(p.root); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("testdb: %w", rerr))
-	}
-	return err
 }
 
 // Log returns the end of the server log, for failure messages.
