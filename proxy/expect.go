@@ -99,6 +99,13 @@ func (e *expectQueue) setSeq(seq uint64) {
 	e.mu.Unlock()
 }
 
+// isEmpty reports whether every expectation pushed so far was answered.
+func (e *expectQueue) isEmpty() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.head == len(e.q)
+}
+
 // emptied returns a channel closed once every expectation pushed so far has
 // been answered.
 func (e *expectQueue) emptied() <-chan struct{} {
@@ -134,6 +141,9 @@ type stmtState struct {
 	mode      stmtMode
 	plan      *rewrite.Capture
 	desc      *stmtDesc // the server-side form's description
+	// plannedFor is the configuration the server-side form was chosen
+	// under; Bind re-plans only when it changed.
+	plannedFor *runtimeState
 	// paramTypes are the parameter types the server reported for the
 	// client's own Describe (set by the upstream goroutine).
 	paramTypes atomic.Pointer[[]uint32]

@@ -442,11 +442,11 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	if !ss.txWrote {
 		return 0
 	}
-	select {
-	case <-ss.exp.emptied():
-		// Every response is in already (the usual case: the client read
-		// its results before committing).
-	default:
+	if !ss.exp.isEmpty() {
+		// Responses are still due (a pipelining client): have the server
+		// send them now and wait for their rows. Usually the client has
+		// read its results before committing and there is nothing to wait
+		// for.
 		w.send(flushMsg)
 		if !w.flush() || !ss.waitResponses() {
 			return 0
@@ -615,6 +615,7 @@ func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
 	st := ss.newStmt(string(sql), params)
 	ss.stmts[string(name)] = st
 	st.mode, st.plan = ss.planWrite(st.st)
+	st.plannedFor = ss.st
 	ss.exp.push(expectation{kind: expParse})
 	st.desc = newStmtDesc()
 	if st.plan == nil {
@@ -641,7 +642,9 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	var prefix []byte
 	p := &portalState{}
 	if st != nil {
-		prefix = ss.reprepare(string(name), st)
+		if st.plannedFor != ss.st {
+			prefix = ss.reprepare(string(name), st)
+		}
 		p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
 	}
 	if len(ss.tportals) >= maxPortals {
@@ -723,6 +726,7 @@ func (ss *session) reprepare(name string, st *stmtState) []byte {
 			want = plan.SQL
 		}
 	}
+	st.plannedFor = ss.st
 	if want == st.serverSQL {
 		return nil
 	}
