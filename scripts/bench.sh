@@ -2,7 +2,7 @@
 # `make bench`: shadowproxy against Postgres direct and pgbouncer (pgbench
 # -S, interleaved runs), and the proxy's memory per idle client connection.
 # The work is done by internal/cmd/bench; this script installs what it
-# needs and builds it. Takes about five minutes.
+# needs and builds it. Takes about six minutes.
 #
 # Arguments are passed to the bench, e.g.
 #   scripts/bench.sh --rounds 3 --duration 3s --sections pgbench

@@ -364,22 +364,32 @@ func TestParseOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.clients, []int{1, 8}) || o.rounds != 5 || o.duration != 5*time.Second ||
-		o.idleClients != 2000 || !slices.Equal(o.sections, []string{"pgbench", "dualwrite", "idle"}) ||
-		o.dwRounds != 4 || o.dwDuration != 5*time.Second {
+		o.idleClients != 2000 || !slices.Equal(o.sections, []string{"pgbench", "dualwrite", "shadowread", "idle"}) ||
+		o.dwRounds != 4 || o.dwDuration != 5*time.Second || o.srRounds != 3 || o.srDuration != 5*time.Second {
 		t.Errorf("defaults %+v", o)
 	}
-	// dualwrite needs the binary; the error says how to do without it.
+	// dualwrite and shadowread need the binary; the error says how to do
+	// without it.
 	_, err = parseOptions(nil, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--proxy") || !strings.Contains(err.Error(), "--sections pgbench,idle") {
 		t.Errorf("default sections without --proxy: err = %v", err)
 	}
-	_, err = parseOptions([]string{"--sections", "dualwrite"}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "--proxy") {
-		t.Errorf("dualwrite without --proxy: err = %v", err)
+	for _, s := range []string{"dualwrite", "shadowread", "idle,shadowread"} {
+		_, err = parseOptions([]string{"--sections", s}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "--proxy") {
+			t.Errorf("%s without --proxy: err = %v", s, err)
+		}
+	}
+	if _, err = parseOptions([]string{"--sections", "pgbench,idle"}, &bytes.Buffer{}); err != nil {
+		t.Errorf("sections without the binary's: %v", err)
 	}
 	o, err = parseOptions([]string{"--proxy", "bin/x", "--dualwrite-rounds", "2", "--dualwrite-duration", "3s"}, &bytes.Buffer{})
 	if err != nil || o.dwRounds != 2 || o.dwDuration != 3*time.Second {
 		t.Errorf("dualwrite flags: %+v, %v", o, err)
+	}
+	o, err = parseOptions([]string{"--proxy", "bin/x", "--shadowread-rounds", "1", "--shadowread-duration", "2s"}, &bytes.Buffer{})
+	if err != nil || o.srRounds != 1 || o.srDuration != 2*time.Second {
+		t.Errorf("shadowread flags: %+v, %v", o, err)
 	}
 	o, err = parseOptions([]string{"--clients", "2, 4", "--sections", "idle", "--proxy", "bin/x"}, &bytes.Buffer{})
 	if err != nil {
@@ -396,6 +406,8 @@ func TestParseOptions(t *testing.T) {
 		{"--rounds", "0"},
 		{"--proxy", "bin/x", "--dualwrite-rounds", "0"},
 		{"--proxy", "bin/x", "--dualwrite-duration", "500ms"},
+		{"--proxy", "bin/x", "--shadowread-rounds", "0"},
+		{"--proxy", "bin/x", "--shadowread-duration", "500ms"},
 		{"extra"},
 	} {
 		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {
@@ -427,7 +439,7 @@ func TestOpenConnsFails(t *testing.T) {
 // TestBenchEndToEnd runs the whole bench, small: a real Postgres, the
 // proxy as a child of the test binary (with a CPU profile) in the pgbench
 // section, pgbouncer, and the shadowproxy binary, built here, for the
-// dualwrite and idle sections.
+// dualwrite, shadowread and idle sections.
 func TestBenchEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Postgres, pgbouncer and a proxy")
@@ -445,6 +457,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		"--proxy", bin,
 		"--duration", "1s", "--rounds", "1", "--clients", "1,2", "--scale", "1",
 		"--dualwrite-duration", "1s", "--dualwrite-rounds", "1",
+		"--shadowread-duration", "1s", "--shadowread-rounds", "1",
 		"--idle-clients", "40", "--cpuprofile", prof,
 	}, &stdout, &stderr)
 	if err != nil {
@@ -466,6 +479,15 @@ func TestBenchEndToEnd(t *testing.T) {
 		`(?m)^  (met|MISSED) +dual-write tps ≥ 0\.9× old-only with the new database stopped +×\d+\.\d\d$`,
 		`(?m)^  (met|MISSED) +no measurable p99 increase with the new database 50 ms late \(vs prompt, vs stopped\) +[-+]\d+\.\d\d ms \(≤ \+\d+\.\d\d\), [-+]\d+\.\d\d ms \(≤ \+\d+\.\d\d\)$`,
 		`(?m)^  met +dual-write lost no transaction \(none dead-lettered or dropped\) +0 lost$`,
+		`(?m)^shadow-read: pgbench -S -M extended -c 8 -j 2 through the proxy, median of 1 interleaved 1 s runs$`,
+		`(?m)^old-only +\d+ +1\.00 +\d+–\d+ +\d+ +- +- +- +- +- +-$`,
+		// Every shadowing scenario compared reads, and none differed.
+		`(?m)^shadow-read 10% +\d+ +\d+\.\d\d +\d+–\d+ +\d+ +[1-9]\d* +\d+\.\d +\d+ +0 +\d+ +\d+$`,
+		`(?m)^shadow-read 100% +\d+ +\d+\.\d\d +\d+–\d+ +\d+ +[1-9]\d* +\d+\.\d +\d+ +0 +\d+ +\d+$`,
+		`(?m)^shadow-read 10%, new \+50 ms +\d+ +\d+\.\d\d +\d+–\d+ +\d+ +[1-9]\d* +\d+\.\d +\d+ +0 +\d+ +\d+$`,
+		`(?m)^  (met|MISSED) +shadow-read tps ≥ 0\.9× old-only at 10% sampling +×\d+\.\d\d$`,
+		`(?m)^  (met|MISSED) +shadow-read 10% tps unchanged with the new database 50 ms late \(within noise\) +×\d+\.\d\d of prompt \(≥ ×\d+\.\d\d\)$`,
+		`(?m)^  met +no shadow-read mismatch between identical databases +0 mismatched of [1-9]\d* compared$`,
 		`(?m)^idle RSS per client connection: -?\d+\.\d KiB \(40 clients;`,
 		`(?m)^  (met|MISSED) +≤ 25 µs added per round trip at 1 client`,
 		`(?m)^  (met|MISSED) +≤ 64 KiB RSS per idle client connection`,

@@ -4,8 +4,9 @@
 // Usage:
 //
 //	bench [--proxy bin/shadowproxy] [--duration 5s] [--rounds 5] [--clients 1,8]
-//	      [--scale 10] [--idle-clients 2000] [--sections pgbench,dualwrite,idle]
+//	      [--scale 10] [--idle-clients 2000] [--sections pgbench,dualwrite,shadowread,idle]
 //	      [--dualwrite-duration 5s] [--dualwrite-rounds 4]
+//	      [--shadowread-duration 5s] [--shadowread-rounds 3]
 //	      [--cpuprofile FILE] [--strict] [--keep]
 //
 // It starts a throwaway Postgres (internal/testdb), loads a pgbench data set
@@ -28,6 +29,21 @@
 //     pgbench's per-transaction logs (--log), and the mirror's figures from
 //     the proxy's /status after each run. It needs the shadowproxy binary
 //     (--proxy): dual-write is wired up in cmd/shadowproxy.
+//   - shadowread: select-only pgbench (-c 8 -j 2 -M extended) through
+//     the proxy in phase old-only and in phase shadow-read (`shadowproxy
+//     serve --new … --phase shadow-read --report-dir …`, [shadow]
+//     sample_rate in the file) shadowing 10% and 100% of the reads, and
+//     10% with the new database 50 ms late behind internal/delayproxy. The
+//     new database is a second throwaway Postgres; both are loaded afresh
+//     with pgbench -i, so they hold the same rows. Fresh proxies, rotated
+//     rounds and medians as in dualwrite (--shadowread-rounds,
+//     --shadowread-duration). Besides throughput relative to old-only it
+//     reports, per scenario, the shadower's figures: compared, matched and
+//     mismatched from /report?format=json once the shadow queue has
+//     drained, dropped and timed-out shadow queries from /metrics. A
+//     mismatch between the identical databases is an error in the run:
+//     it is printed loudly and the bench fails. Needs --proxy, like
+//     dualwrite.
 //   - idle: the proxy's resident memory per idle client connection, from
 //     /proc/PID/status before and after opening --idle-clients connections.
 //
@@ -36,8 +52,12 @@
 // 25 µs added per round trip at 1 client; in dual-write at least 0.9× the
 // old-only throughput with the new database stopped, no measurable p99
 // increase with it 50 ms late, no transaction lost; at most 64 KiB per idle
-// client) are reported as met or missed; --strict makes a missed goal an
-// error.
+// client; in shadow-read at least 0.9× the old-only throughput at 10%
+// sampling, unchanged, within the noise, by a new database 50 ms late, and
+// no mismatch between identical databases) are reported as met or missed;
+// --strict makes a missed goal an error. 100% sampling is reported as
+// measured, with no goal: on a small machine the shadow queries compete
+// with the client's for the CPUs.
 //
 // Without --proxy the proxy runs in a child process of this binary (the
 // hidden "proxy-child" command, built from the same packages as

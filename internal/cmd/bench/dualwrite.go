@@ -110,9 +110,7 @@ func dualwriteSection(ctx context.Context, e *env) (rep *report, err error) {
 	if e.opts.proxyBin == "" {
 		return nil, errors.New("needs the shadowproxy binary (--proxy): dual-write is wired up in cmd/shadowproxy")
 	}
-	e.logf("starting the new Postgres")
-	nw, err := testdb.NewPostgres(ctx,
-		testdb.WithSetting("shared_buffers", fmt.Sprintf("%dMB", max(128, 32*e.opts.scale))))
+	nw, err := e.startNewPostgres(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +123,7 @@ func dualwriteSection(ctx context.Context, e *env) (rep *report, err error) {
 	// sections before this one only read). pgbench -i's data is
 	// deterministic, so the new database starts out identical.
 	e.logf("new Postgres on port %d; loading pgbench data set, scale %d", nw.Port, e.opts.scale)
-	if _, err := e.pgbench(ctx, "-i", "-q", "-s", strconv.Itoa(e.opts.scale),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(nw.Port), "-U", "postgres", "postgres"); err != nil {
+	if err := e.loadPGBench(ctx, nw.Port); err != nil {
 		return nil, err
 	}
 
@@ -161,6 +158,24 @@ func dualwriteSection(ctx context.Context, e *env) (rep *report, err error) {
 		text:  formatDualWriteTable(rows, e.opts.dwRounds, seconds(e.opts.dwDuration)),
 		goals: dualWriteGoals(rows),
 	}, nil
+}
+
+// startNewPostgres starts the throwaway Postgres that plays the new
+// database, set up like the old one (run) for the timed runs. The caller
+// closes it.
+func (e *env) startNewPostgres(ctx context.Context) (*testdb.Postgres, error) {
+	e.logf("starting the new Postgres")
+	return testdb.NewPostgres(ctx,
+		testdb.WithSetting("shared_buffers", fmt.Sprintf("%dMB", max(128, 32*e.opts.scale))))
+}
+
+// loadPGBench (re)creates the pgbench tables in the Postgres on port with
+// `pgbench -i` at the bench's scale. Its data is deterministic (balances
+// 0, blank fillers), so two databases loaded this way hold the same rows.
+func (e *env) loadPGBench(ctx context.Context, port int) error {
+	_, err := e.pgbench(ctx, "-i", "-q", "-s", strconv.Itoa(e.opts.scale),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres")
+	return err
 }
 
 // pgURL is the superuser's URL on database postgres at a loopback port.
@@ -222,10 +237,7 @@ func describeRun(t dwTarget, r dwRun) string {
 
 // cpuPerTxnMicros is the proxy's CPU time per transaction, in µs.
 func (r dwRun) cpuPerTxnMicros() float64 {
-	if r.Txns == 0 {
-		return math.NaN()
-	}
-	return float64(r.ProxyCPU.Microseconds()) / float64(r.Txns)
+	return microsPerTxn(r.ProxyCPU, r.Txns)
 }
 
 // resetStatements bring a database back to where a pgbench run starts

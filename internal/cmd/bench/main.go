@@ -51,6 +51,8 @@ type options struct {
 	sections    []string      // which sections run, in this order
 	dwDuration  time.Duration // one pgbench run of the dualwrite section
 	dwRounds    int           // interleaved rounds of the dualwrite section
+	srDuration  time.Duration // one pgbench run of the shadowread section
+	srRounds    int           // interleaved rounds of the shadowread section
 	cpuProfile  string        // CPU profile of the proxy during the pgbench section
 	strict      bool          // a missed goal fails the bench
 	keep        bool          // keep the work directory (configurations, logs)
@@ -88,6 +90,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	// runs once in each position of the rotation.
 	fs.DurationVar(&o.dwDuration, "dualwrite-duration", 5*time.Second, "length of one pgbench run of the dualwrite section (whole seconds)")
 	fs.IntVar(&o.dwRounds, "dualwrite-rounds", 4, "interleaved rounds of the dualwrite section; the median is reported")
+	// The shadowread section's runs are select-only and steadier than
+	// TPC-B's; three rounds of its four scenarios keep it within about two
+	// minutes.
+	fs.DurationVar(&o.srDuration, "shadowread-duration", 5*time.Second, "length of one pgbench run of the shadowread section (whole seconds)")
+	fs.IntVar(&o.srRounds, "shadowread-rounds", 3, "interleaved rounds of the shadowread section; the median is reported")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the proxy during the pgbench section to `file`")
 	fs.BoolVar(&o.strict, "strict", false, "exit with an error when a goal is missed")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configurations and logs)")
@@ -104,6 +111,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--dualwrite-duration must be at least 1s")
 	case o.dwRounds < 1:
 		return o, errors.New("--dualwrite-rounds must be at least 1")
+	case o.srDuration < time.Second:
+		return o, errors.New("--shadowread-duration must be at least 1s")
+	case o.srRounds < 1:
+		return o, errors.New("--shadowread-rounds must be at least 1")
 	case o.rounds < 1:
 		return o, errors.New("--rounds must be at least 1")
 	case o.scale < 1:
@@ -112,14 +123,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--idle-clients must be at least 1")
 	case len(o.sections) == 0:
 		return o, errors.New("no sections to run")
-	case o.proxyBin == "" && slices.Contains(o.sections, "dualwrite"):
+	case o.proxyBin == "":
 		// Checked here, not when the section's turn comes, so that a long
 		// bench does not fail after minutes of other sections.
-		msg := "section dualwrite needs the shadowproxy binary (--proxy bin/shadowproxy): dual-write is wired up in cmd/shadowproxy"
-		if !explicitSections {
-			msg += "; or leave it out with --sections " + strings.Join(slices.DeleteFunc(sectionNames(), func(s string) bool { return s == "dualwrite" }), ",")
+		if err := needBinary(o.sections, explicitSections); err != nil {
+			return o, err
 		}
-		return o, errors.New(msg)
 	}
 	for _, p := range []*string{&o.proxyBin, &o.cpuProfile} {
 		if *p != "" {
@@ -131,6 +140,36 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// binarySections are the sections that need the shadowproxy binary
+// (--proxy): dual-write and shadow reads are wired up in cmd/shadowproxy,
+// not in the proxy child.
+var binarySections = []string{"dualwrite", "shadowread"}
+
+// needBinary explains, when sections holds some that need the shadowproxy
+// binary, that they do; when the sections were the default ones, it also
+// says how to leave those out.
+func needBinary(sections []string, explicit bool) error {
+	var need []string
+	for _, s := range sections {
+		if slices.Contains(binarySections, s) {
+			need = append(need, s)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("section %s needs", need[0])
+	if len(need) > 1 {
+		msg = fmt.Sprintf("sections %s need", strings.Join(need, ", "))
+	}
+	msg += " the shadowproxy binary (--proxy bin/shadowproxy): dual-write and shadow reads are wired up in cmd/shadowproxy"
+	if !explicit {
+		rest := slices.DeleteFunc(slices.Clone(sections), func(s string) bool { return slices.Contains(need, s) })
+		msg += "; or leave them out with --sections " + strings.Join(rest, ",")
+	}
+	return errors.New(msg)
 }
 
 // parseInts parses "1,8" into positive integers.
@@ -215,13 +254,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}()
 	e.pgbenchBin = filepath.Join(e.pg.BinDir, "pgbench")
 	e.logf("Postgres on port %d; loading pgbench data set, scale %d", e.pg.Port, opts.scale)
-	if _, err := e.pgbench(ctx, "-i", "-q", "-s", strconv.Itoa(opts.scale),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(e.pg.Port), "-U", "postgres", "postgres"); err != nil {
+	if err := e.loadPGBench(ctx, e.pg.Port); err != nil {
 		return err
 	}
 
 	fmt.Fprintf(stdout, "shadowproxy bench: %d CPUs, %s, pgbench scale %d\n", runtime.NumCPU(), e.versions(ctx), opts.scale)
 	var goals []goal
+	var failures []error
 	for _, name := range opts.sections {
 		s := findSection(name)
 		e.logf("section %s", name)
@@ -232,9 +271,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		fmt.Fprintln(stdout)
 		fmt.Fprint(stdout, rep.text)
 		goals = append(goals, rep.goals...)
+		failures = append(failures, rep.failures...)
 	}
 	missed := printGoals(stdout, goals)
 	e.logf("done")
+	if len(failures) > 0 {
+		// After the whole report, so that the figures are not lost.
+		return fmt.Errorf("the runs went wrong (see above): %w", errors.Join(failures...))
+	}
 	if missed > 0 && opts.strict {
 		return fmt.Errorf("%d of %d goals missed", missed, len(goals))
 	}

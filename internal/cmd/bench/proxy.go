@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -253,29 +255,43 @@ func (p *bgProc) mirrorStatus(ctx context.Context) (mirrorStatus, error) {
 	var st struct {
 		Mirror *mirrorStatus `json:"mirror"`
 	}
-	if p.adminPort == 0 {
-		return mirrorStatus{}, fmt.Errorf("%s has no admin server", p.name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	url := fmt.Sprintf("http://127.0.0.1:%d/status", p.adminPort)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := p.adminGet(ctx, "/status")
 	if err != nil {
 		return mirrorStatus{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return mirrorStatus{}, fmt.Errorf("%s /status: %w", p.name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return mirrorStatus{}, fmt.Errorf("%s /status: %s", p.name, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.Unmarshal(body, &st); err != nil {
 		return mirrorStatus{}, fmt.Errorf("%s /status: %w", p.name, err)
 	}
 	if st.Mirror == nil {
 		return mirrorStatus{}, fmt.Errorf("%s /status has no mirror: the proxy is not dual-writing", p.name)
 	}
 	return *st.Mirror, nil
+}
+
+// adminGet returns the body of a GET of path (with its query) on the
+// proxy's admin server; a status other than 200 is an error.
+func (p *bgProc) adminGet(ctx context.Context, path string) ([]byte, error) {
+	if p.adminPort == 0 {
+		return nil, fmt.Errorf("%s has no admin server", p.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.adminPort, path)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", p.name, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", p.name, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: %s: %s", p.name, path, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
 }

@@ -22,6 +22,11 @@ type section struct {
 type report struct {
 	text  string // the section's table, ending in a newline
 	goals []goal
+	// failures are things that went wrong in the runs and are no
+	// performance figure, such as a shadow read that found a difference
+	// between two identical databases. The section's text states them;
+	// the bench fails after the whole report, --strict or not.
+	failures []error
 }
 
 // goal is a target figure and whether this run reached it.
@@ -36,6 +41,7 @@ type goal struct {
 var sections = []section{
 	{name: "pgbench", run: pgbenchSection},
 	{name: "dualwrite", run: dualwriteSection},
+	{name: "shadowread", run: shadowreadSection},
 	{name: "idle", run: idleSection},
 }
 
