@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -201,13 +202,41 @@ var kindInfos = func() []*stmtInfo {
 	return out
 }()
 
+// gather collects the pieces of one batch, to be written with one system
+// call.
+type gather struct {
+	bufs net.Buffers
+	n    int
+}
+
+func (g *gather) add(b []byte) {
+	if len(b) > 0 {
+		g.bufs = append(g.bufs, b)
+		g.n += len(b)
+	}
+}
+
+// writeTo writes the batch to w and empties it, returning its size.
+func (g *gather) writeTo(w io.Writer) (int, error) {
+	n := g.n
+	var err error
+	if len(g.bufs) == 1 {
+		_, err = w.Write(g.bufs[0])
+	} else {
+		bufs := g.bufs
+		_, err = bufs.WriteTo(w)
+	}
+	clear(g.bufs)
+	g.bufs, g.n = g.bufs[:0], 0
+	return n, err
+}
+
 // upstreamWriter gathers what goes to the old database from one read of
 // the client — runs of the client's bytes and messages the proxy rewrote or
 // added — and writes them with one system call.
 type upstreamWriter struct {
-	ss   *session
-	bufs net.Buffers
-	n    int
+	ss *session
+	gather
 	// While a message is being handled: the reader, the start of the run
 	// not yet sent and where the message begins.
 	cr     *protocol.Reader
@@ -218,9 +247,7 @@ type upstreamWriter struct {
 // cut adds the run of client bytes before the message being handled.
 func (w *upstreamWriter) cut() {
 	if w.cr != nil && *w.start < w.before {
-		b := w.cr.Slice(*w.start, w.before)
-		w.bufs = append(w.bufs, b)
-		w.n += len(b)
+		w.add(w.cr.Slice(*w.start, w.before))
 		*w.start = w.before
 	}
 }
@@ -228,10 +255,7 @@ func (w *upstreamWriter) cut() {
 // send adds b after everything before the message being handled.
 func (w *upstreamWriter) send(b []byte) {
 	w.cut()
-	if len(b) > 0 {
-		w.bufs = append(w.bufs, b)
-		w.n += len(b)
-	}
+	w.add(b)
 }
 
 // flush writes what was gathered. It reports false when the session is
@@ -241,16 +265,8 @@ func (w *upstreamWriter) flush() bool {
 	if w.n == 0 {
 		return true
 	}
-	var err error
-	if len(w.bufs) == 1 {
-		_, err = w.ss.up.Write(w.bufs[0])
-	} else {
-		bufs := w.bufs
-		_, err = bufs.WriteTo(w.ss.up)
-	}
-	w.ss.srv.metrics.BytesClientToUpstream.Add(float64(w.n))
-	clear(w.bufs)
-	w.bufs, w.n = w.bufs[:0], 0
+	n, err := w.writeTo(w.ss.up)
+	w.ss.srv.metrics.BytesClientToUpstream.Add(float64(n))
 	if err != nil {
 		w.ss.endOnError(err, true)
 		return false
@@ -414,17 +430,11 @@ func (ss *session) observeReady(msg protocol.Message) {
 // database and writes it with one system call, under the client's write
 // lock.
 type clientWriter struct {
-	ss   *session
-	bufs net.Buffers
-	n    int
+	ss *session
+	gather
 }
 
-func (w *clientWriter) send(b []byte) {
-	if len(b) > 0 {
-		w.bufs = append(w.bufs, b)
-		w.n += len(b)
-	}
-}
+func (w *clientWriter) send(b []byte) { w.add(b) }
 
 // flush writes what was gathered. It reports false when the session is
 // over.
@@ -432,18 +442,10 @@ func (w *clientWriter) flush() bool {
 	if w.n == 0 {
 		return true
 	}
-	var err error
 	w.ss.wmu.Lock()
-	if len(w.bufs) == 1 {
-		_, err = w.ss.client.Write(w.bufs[0])
-	} else {
-		bufs := w.bufs
-		_, err = bufs.WriteTo(w.ss.client)
-	}
+	n, err := w.writeTo(w.ss.client)
 	w.ss.wmu.Unlock()
-	w.ss.srv.metrics.BytesUpstreamToClient.Add(float64(w.n))
-	clear(w.bufs)
-	w.bufs, w.n = w.bufs[:0], 0
+	w.ss.srv.metrics.BytesUpstreamToClient.Add(float64(n))
 	if err != nil {
 		w.ss.endOnError(err, false)
 		return false
