@@ -99,11 +99,19 @@ func (e *expectQueue) setSeq(seq uint64) {
 	e.mu.Unlock()
 }
 
-// isEmpty reports whether every expectation pushed so far was answered.
-func (e *expectQueue) isEmpty() bool {
+// resultsDue reports whether an Execute or Query pushed so far is still
+// unanswered: only those carry the rows a transaction's images are made
+// of. The Parse and Bind of the COMMIT being handled are in the queue too,
+// but waiting for their answers would cost a round trip per transaction.
+func (e *expectQueue) resultsDue() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.head == len(e.q)
+	for _, x := range e.q[e.head:] {
+		if x.kind == expExecute || x.kind == expQuery {
+			return true
+		}
+	}
+	return false
 }
 
 // emptied returns a channel closed once every expectation pushed so far has
@@ -147,6 +155,20 @@ type stmtState struct {
 	// paramTypes are the parameter types the server reported for the
 	// client's own Describe (set by the upstream goroutine).
 	paramTypes atomic.Pointer[[]uint32]
+	// portal is the portal state shared by the statement's portals that
+	// keep nothing of their own; see boundPortal.
+	portal *portalState
+}
+
+// boundPortal returns the state of a portal bound to the statement that
+// keeps no parameters: one read-only value for every such Bind, rebuilt
+// when the statement was re-planned.
+func (st *stmtState) boundPortal() *portalState {
+	if p := st.portal; p != nil && p.st == st.st && p.mode == st.mode && p.plan == st.plan && p.desc == st.desc {
+		return p
+	}
+	st.portal = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
+	return st.portal
 }
 
 // stmtDesc is the description of a statement's server-side form, filled by

@@ -106,6 +106,28 @@ func parseLayout(body []byte) (*layout, error) {
 	return l, nil
 }
 
+// maxLayouts bounds a session's remembered layouts.
+const maxLayouts = 64
+
+// layoutOf is parseLayout, remembered per session by the RowDescription's
+// bytes: drivers such as libpq describe a prepared statement again on every
+// execution, and the answer is the same each time. Layouts are never
+// changed once parsed, so sharing them is safe.
+func (ss *session) layoutOf(body []byte) (*layout, error) {
+	if l, ok := ss.layouts[string(body)]; ok {
+		return l, nil
+	}
+	l, err := parseLayout(body)
+	if err != nil {
+		return nil, err
+	}
+	if ss.layouts == nil || len(ss.layouts) >= maxLayouts {
+		ss.layouts = make(map[string]*layout)
+	}
+	ss.layouts[string(body)] = l
+	return l, nil
+}
+
 // splitDataRow returns the client's part of a captured DataRow (nil when
 // the client asked for no rows) and the raw values of every column (nil
 // for NULL). The values alias body.

@@ -94,6 +94,9 @@ type session struct {
 	stmtRows   int
 	unresolved int
 	endAfter   bool // upstream goroutine: end the session after this message (draining)
+	// layouts remembers parsed RowDescriptions of captured writes
+	// (upstream goroutine); see layoutOf.
+	layouts map[string]*layout
 }
 
 // serveConn runs one client connection to its end. It never panics out:

@@ -442,8 +442,8 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	if !ss.txWrote {
 		return 0
 	}
-	if !ss.exp.isEmpty() {
-		// Responses are still due (a pipelining client): have the server
+	if ss.exp.resultsDue() {
+		// Results are still due (a pipelining client): have the server
 		// send them now and wait for their rows. Usually the client has
 		// read its results before committing and there is nothing to wait
 		// for.
@@ -612,6 +612,15 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
 	name, rest, _ := protocol.CString(msg.Body)
 	sql, params, _ := protocol.CString(rest)
+	if st := ss.stmts[string(name)]; st != nil && passedThrough(st) && st.plannedFor == ss.st &&
+		st.sql == string(sql) && string(st.paramOIDs) == string(params) {
+		// Drivers re-parse the unnamed statement with the same text for
+		// every query. For a statement the proxy passes through as is,
+		// everything known about it still holds. (A captured write is
+		// described afresh every time: DDL may have changed its rows.)
+		ss.exp.push(expectation{kind: expParse})
+		return nil, false
+	}
 	st := ss.newStmt(string(sql), params)
 	ss.stmts[string(name)] = st
 	st.mode, st.plan = ss.planWrite(st.st)
@@ -633,6 +642,22 @@ func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
 	return out, true
 }
 
+// passedThrough reports whether a statement goes to the old database as
+// the client wrote it, with nothing recorded about it: a read without side
+// effects, transaction control or a session command.
+func passedThrough(st *stmtState) bool {
+	if st.mode != modeNone || st.st == nil {
+		return false
+	}
+	switch st.st.Kind {
+	case rewrite.Read:
+		return !st.st.HasSideEffects
+	case rewrite.Tx, rewrite.Session:
+		return true
+	}
+	return false
+}
+
 // trackBind re-prepares a statement whose server-side form no longer fits
 // the phase, and makes sure the capture columns come back as text.
 func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, bool) {
@@ -640,19 +665,28 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	name, _, _ := protocol.CString(rest)
 	st := ss.stmts[string(name)]
 	var prefix []byte
-	p := &portalState{}
+	var p *portalState
+	shadow := false
 	if st != nil {
 		if st.plannedFor != ss.st {
 			prefix = ss.reprepare(string(name), st)
 		}
-		p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
+		shadow = st.mode == modeNone && ss.wantShadow(st.st)
+		if shadow || st.mode == modeStatement {
+			// This portal's own parameters are kept below.
+			p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
+		} else {
+			p = st.boundPortal()
+		}
+	} else {
+		p = &portalState{}
 	}
 	if len(ss.tportals) >= maxPortals {
 		clear(ss.tportals)
 	}
 	ss.tportals[string(portal)] = p
 	ss.exp.push(expectation{kind: expBind})
-	if st != nil && p.mode == modeNone && ss.wantShadow(st.st) {
+	if shadow {
 		if b, err := parseBind(msg.Body); err == nil {
 			p.shadow, p.sql, p.paramOIDs = true, st.sql, paramOIDsOf(st)
 			p.params = make([][]byte, len(b.params))
@@ -673,6 +707,9 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	}
 	if p.plan == nil {
 		return pass()
+	}
+	if p.mode != modeStatement && textResults(msg.Body) {
+		return pass() // every column comes back as text already
 	}
 	b, err := parseBind(msg.Body)
 	if err != nil {
@@ -955,7 +992,7 @@ func (ss *session) trackRowDescription(e expectation, msg protocol.Message) ([]b
 	var l *layout
 	if mode != modeNone {
 		var err error
-		if l, err = parseLayout(msg.Body); err != nil {
+		if l, err = ss.layoutOf(msg.Body); err != nil {
 			ss.log.Error("unexpected RowDescription for a captured write", "err", err)
 		}
 	}
@@ -1368,6 +1405,59 @@ func parseBind(body []byte) (*bind, error) {
 		b.resultFormats = append(b.resultFormats, int16(f))
 	}
 	return b, nil
+}
+
+// textResults reports whether a well-formed Bind asks for every result
+// column in text, without decoding the rest of it: the common case, checked
+// on every execution of a captured write.
+func textResults(body []byte) bool {
+	for range 2 { // portal and statement names
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return false
+		}
+		body = body[i+1:]
+	}
+	skip := func(n int) bool {
+		if n < 0 || len(body) < n {
+			return false
+		}
+		body = body[n:]
+		return true
+	}
+	count := func() int {
+		if len(body) < 2 {
+			return -1
+		}
+		return int(int16(binary.BigEndian.Uint16(body)))
+	}
+	if n := count(); !skip(2) || !skip(2*n) {
+		return false
+	}
+	n := count()
+	if !skip(2) || n < 0 {
+		return false
+	}
+	for range n {
+		if len(body) < 4 {
+			return false
+		}
+		sz := int(int32(binary.BigEndian.Uint32(body)))
+		body = body[4:]
+		if sz > 0 && !skip(sz) {
+			return false
+		}
+	}
+	n = count()
+	if !skip(2) || n < 0 || len(body) != 2*n {
+		return false
+	}
+	for i := 0; i < len(body); i += 2 {
+		if body[i] != 0 || body[i+1] != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // encode returns the Bind message with other result formats.

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
@@ -23,7 +26,7 @@ type pgReader struct {
 	// slots bounds the connections open or being opened; idle holds
 	// healthy connections not in use.
 	slots chan struct{}
-	idle  chan *pgconn.PgConn
+	idle  chan *pgConn
 
 	mu     sync.Mutex
 	closed bool
@@ -63,11 +66,11 @@ func newPGReader(rawURL string, size int, timeout time.Duration) (*pgReader, err
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 500 * time.Millisecond}
 	}
-	return &pgReader{cfg: cfg, slots: make(chan struct{}, size), idle: make(chan *pgconn.PgConn, size)}, nil
+	return &pgReader{cfg: cfg, slots: make(chan struct{}, size), idle: make(chan *pgConn, size)}, nil
 }
 
 // acquire returns an idle connection or opens one, waiting for a slot.
-func (p *pgReader) acquire(ctx context.Context) (*pgconn.PgConn, error) {
+func (p *pgReader) acquire(ctx context.Context) (*pgConn, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -81,11 +84,11 @@ func (p *pgReader) acquire(ctx context.Context) (*pgconn.PgConn, error) {
 		<-p.slots
 		return nil, err
 	}
-	return c, nil
+	return newPGConn(c), nil
 }
 
 // takeIdle returns an idle connection that is still open, or nil.
-func (p *pgReader) takeIdle() *pgconn.PgConn {
+func (p *pgReader) takeIdle() *pgConn {
 	for {
 		select {
 		case c := <-p.idle:
@@ -100,7 +103,7 @@ func (p *pgReader) takeIdle() *pgconn.PgConn {
 
 // release returns c to the pool when it is healthy and idle, else closes
 // it.
-func (p *pgReader) release(c *pgconn.PgConn) {
+func (p *pgReader) release(c *pgConn) {
 	defer func() { <-p.slots }()
 	p.mu.Lock()
 	closed := p.closed
@@ -112,7 +115,7 @@ func (p *pgReader) release(c *pgconn.PgConn) {
 		default:
 		}
 	}
-	closeConn(c)
+	closeConn(c.PgConn)
 }
 
 func closeConn(c *pgconn.PgConn) {
@@ -128,7 +131,7 @@ func (p *pgReader) close() error {
 	for {
 		select {
 		case c := <-p.idle:
-			closeConn(c)
+			closeConn(c.PgConn)
 		default:
 			return nil
 		}
@@ -137,17 +140,27 @@ func (p *pgReader) close() error {
 
 func (p *pgReader) read(ctx context.Context, w *worker, r *Request, _ []compare.Family, digestOnly bool) (*compare.Result, int64, error) {
 	started := time.Now()
-	timeout := w.s.opts.Timeout
 	conn, err := p.acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return timeoutResult(timeout, started), 0, nil
+			return timeoutResult(w.s.opts.Timeout, started), 0, nil
 		}
 		return nil, 0, fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	defer p.release(conn)
+	return p.readOn(ctx, conn, w, r, digestOnly, false)
+}
 
-	rr := conn.ExecParams(ctx, r.sql(), r.Params, portableOIDs(r.ParamOIDs, len(r.Params)), r.ParamFormats, r.ResultFormats)
+// readOn runs the read on conn; retried is set on the second attempt.
+func (p *pgReader) readOn(ctx context.Context, conn *pgConn, w *worker, r *Request, digestOnly, retried bool) (*compare.Result, int64, error) {
+	started := time.Now()
+	timeout := w.s.opts.Timeout
+	oids := portableOIDs(r.ParamOIDs, len(r.Params))
+	name, err := conn.statement(ctx, r.sql(), oids)
+	if err != nil {
+		return pgFailure(ctx, err, timeout, started)
+	}
+	rr := conn.ExecPrepared(ctx, name, r.Params, r.ParamFormats, r.ResultFormats)
 	var col *collector
 	var decErr error
 	if fds := rr.FieldDescriptions(); fds != nil {
@@ -178,18 +191,15 @@ func (p *pgReader) read(ctx context.Context, w *worker, r *Request, _ []compare.
 		if col != nil {
 			col.release()
 		}
-		var pgErr *pgconn.PgError
-		switch {
-		case errors.As(err, &pgErr):
-			res := &compare.Result{Err: &compare.Error{Code: pgErr.Code, Message: pgErr.Message}, Elapsed: time.Since(started)}
-			// 57014 is also what our own cancel request produces.
-			res.Err.Timeout = ctx.Err() != nil
-			return res, 0, nil
-		case ctx.Err() != nil || pgconn.Timeout(err):
-			return timeoutResult(timeout, started), 0, nil
-		default:
-			return nil, 0, fmt.Errorf("%w: %w", errUnreachable, err)
+		if replanned(err) {
+			// DDL on the new database changed what the prepared statement
+			// returns: prepare it afresh and read again, once.
+			conn.forget(r.sql(), oids)
+			if !retried {
+				return p.readOn(ctx, conn, w, r, digestOnly, true)
+			}
 		}
+		return pgFailure(ctx, err, timeout, started)
 	}
 	if col == nil {
 		// A statement without a result set: nothing but its success.
@@ -198,6 +208,93 @@ func (p *pgReader) read(ctx context.Context, w *worker, r *Request, _ []compare.
 	res := col.result()
 	res.Elapsed = time.Since(started)
 	return res, col.size, nil
+}
+
+// pgFailure turns an error of a shadow read into its result: the new
+// database's error to compare, a time-out, or errUnreachable.
+func pgFailure(ctx context.Context, err error, timeout time.Duration, started time.Time) (*compare.Result, int64, error) {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		res := &compare.Result{Err: &compare.Error{Code: pgErr.Code, Message: pgErr.Message}, Elapsed: time.Since(started)}
+		// 57014 is also what our own cancel request produces.
+		res.Err.Timeout = ctx.Err() != nil
+		return res, 0, nil
+	case ctx.Err() != nil || pgconn.Timeout(err):
+		return timeoutResult(timeout, started), 0, nil
+	default:
+		return nil, 0, fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+}
+
+// replanned reports the error of a prepared statement whose result shape
+// changed under it ("cached plan must not change result type").
+func replanned(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && strings.Contains(pgErr.Message, "cached plan")
+}
+
+// preparedPerConn bounds the statements a shadow connection keeps
+// prepared.
+const preparedPerConn = 128
+
+// pgConn is a pooled shadow connection and the statements prepared on it.
+// Reads run as named prepared statements, so that the new database parses
+// and plans a query class once per connection rather than on every shadow
+// read, as the old database does for clients that prepare. Used by one
+// worker at a time.
+type pgConn struct {
+	*pgconn.PgConn
+	stmts   *lru.Cache[string, string] // statement text and parameter types → name
+	evicted []string                   // names to deallocate before the next prepare
+	next    uint64
+}
+
+func newPGConn(c *pgconn.PgConn) *pgConn {
+	pc := &pgConn{PgConn: c}
+	pc.stmts, _ = lru.NewWithEvict(preparedPerConn, func(_, name string) { pc.evicted = append(pc.evicted, name) })
+	return pc
+}
+
+func stmtKey(sql string, oids []uint32) string {
+	var b strings.Builder
+	b.Grow(len(sql) + 1 + 4*len(oids))
+	b.WriteString(sql)
+	b.WriteByte(0)
+	for _, o := range oids {
+		b.WriteString(strconv.FormatUint(uint64(o), 36))
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+// statement returns the name of sql prepared with oids on the connection,
+// preparing it first if needed. A statement that fails to prepare is not
+// kept: its error is the new database's answer to compare.
+func (c *pgConn) statement(ctx context.Context, sql string, oids []uint32) (string, error) {
+	key := stmtKey(sql, oids)
+	if name, ok := c.stmts.Get(key); ok {
+		return name, nil
+	}
+	for len(c.evicted) > 0 {
+		if err := c.Deallocate(ctx, c.evicted[0]); err != nil {
+			return "", err
+		}
+		c.evicted = c.evicted[1:]
+	}
+	c.next++
+	name := "shadowproxy_" + strconv.FormatUint(c.next, 10)
+	if _, err := c.Prepare(ctx, name, sql, oids); err != nil {
+		return "", err
+	}
+	c.stmts.Add(key, name)
+	return name, nil
+}
+
+// forget drops a prepared statement whose plan went stale; it is
+// deallocated before the next prepare.
+func (c *pgConn) forget(sql string, oids []uint32) {
+	c.stmts.Remove(stmtKey(sql, oids))
 }
 
 // firstUserOID is Postgres' FirstNormalObjectId: OIDs from here on are

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -604,5 +606,60 @@ func TestUserDefinedTypes(t *testing.T) {
 	rep := waitRecorded(t, s, 2)
 	if rep.Matched != 2 {
 		t.Errorf("matched %d of 2:%s", rep.Matched, describeDiffs(rep))
+	}
+}
+
+// Shadow reads run as prepared statements on the new database: DDL there
+// that changes a result type must not turn into a reported error.
+func TestPreparedStatementSurvivesDDL(t *testing.T) {
+	oldURL, newURL := pgDatabase(t, "ps_old"), pgDatabase(t, "ps_new")
+	for _, u := range []string{oldURL, newURL} {
+		pgExec(t, u, "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 20)")
+	}
+	s := newShadower(t, Options{NewURL: newURL, MaxConcurrent: 1, NoiseSample: -1, RecheckDelay: -1})
+	old := newOldConn(t, oldURL)
+	q := query{sql: "SELECT k, v FROM kv WHERE k = $1", params: []param{{oid: 23, v: int32(2)}}}
+	submit(t, s, old.capture(q))
+	waitRecorded(t, s, 1)
+	pgExec(t, newURL, "ALTER TABLE kv ALTER COLUMN v TYPE bigint")
+	submit(t, s, old.capture(q))
+	rep := waitRecorded(t, s, 2)
+	if rep.Matched != 2 || rep.Mismatched != 0 {
+		t.Fatalf("matched %d mismatched %d, want 2 and 0:%s", rep.Matched, rep.Mismatched, describeDiffs(rep))
+	}
+}
+
+// A shadow connection keeps a bounded set of prepared statements.
+func TestPreparedStatementsBounded(t *testing.T) {
+	url := pgDatabase(t, "ps_bound")
+	ctx := context.Background()
+	raw, err := pgconn.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newPGConn(raw)
+	defer closeConn(raw)
+	names := map[string]bool{}
+	for i := range preparedPerConn + 10 {
+		name, err := c.statement(ctx, fmt.Sprintf("SELECT %d", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[name] = true
+	}
+	if again, _ := c.statement(ctx, fmt.Sprintf("SELECT %d", preparedPerConn+9), nil); !names[again] {
+		t.Errorf("a cached statement was prepared again as %s", again)
+	}
+	// (Evicted statements are deallocated before the next prepare, this
+	// one included.)
+	if _, err := c.statement(ctx, "SELECT nonsense FROM", nil); err == nil {
+		t.Error("a statement that does not parse was prepared")
+	}
+	res := c.ExecParams(ctx, "SELECT count(*) FROM pg_prepared_statements", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if n, _ := strconv.Atoi(string(res.Rows[0][0])); n > preparedPerConn {
+		t.Errorf("%d statements prepared on the connection, want at most %d", n, preparedPerConn)
 	}
 }

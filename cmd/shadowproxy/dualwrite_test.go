@@ -248,6 +248,16 @@ func workload(t *testing.T, url string) {
 	b.Queue(`insert into accounts (name) values ('batch ok')`)
 	b.Queue(`insert into accounts (id, name) values (1, 'duplicate')`)
 	_ = c.SendBatch(ctx, b).Close()
+	// A whole transaction in one pipeline: its COMMIT reaches the proxy
+	// while the rows of the writes before it are still on their way.
+	b = &pgx.Batch{}
+	b.Queue(`begin`)
+	b.Queue(`insert into accounts (name) values ('pipelined')`)
+	b.Queue(`update accounts set balance = 42 where name = 'pipelined'`)
+	b.Queue(`commit`)
+	if err := c.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatalf("pipelined transaction: %v", err)
+	}
 	// Simple protocol, several statements in one query.
 	if _, err := c.Exec(ctx, `insert into accounts (name) values ('multi1'); update accounts set r = 0.5 where name = 'multi1'; insert into nokey values ('m', 9)`, pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
