@@ -99,6 +99,23 @@ func (e *expectQueue) setSeq(seq uint64) {
 	e.mu.Unlock()
 }
 
+// shareDescribe lets a shadow capture take its result shape from the
+// client's own Describe of portal p, when that is the last message pushed
+// and still unanswered. It reports whether it did.
+func (e *expectQueue) shareDescribe(p *portalState, c *shadowCapture) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.head == len(e.q) {
+		return false
+	}
+	x := &e.q[len(e.q)-1]
+	if x.kind != expDescribe || x.portal != p || p == nil || x.swallow || x.shadow != nil || x.desc != nil || x.stmt != nil {
+		return false
+	}
+	x.shadow = c
+	return true
+}
+
 // resultsDue reports whether an Execute or Query pushed so far is still
 // unanswered: only those carry the rows a transaction's images are made
 // of. The Parse and Bind of the COMMIT being handled are in the queue too,

@@ -246,11 +246,14 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 			e.seq = ss.journalBeforeCommit(w, st)
 		case p != nil && p.shadow && !ss.txWrote && binary.BigEndian.Uint32(msg.Body[len(msg.Body)-4:]) == 0:
 			// A shadowed read: learn the portal's result shape (with its
-			// formats) first, on a Describe whose answer the client never
-			// sees.
+			// formats) first, from the client's own Describe of the portal
+			// just before (as libpq sends), else on a Describe whose answer
+			// the client never sees.
 			e.shadow = ss.newShadowCapture(st, p.sql, p.paramOIDs, p.params, p.paramFormats, p.resultFormats)
-			prefix = encodeDescribe(nil, 'P', string(portal))
-			ss.exp.push(expectation{kind: expDescribe, swallow: true, shadow: e.shadow})
+			if !ss.exp.shareDescribe(p, e.shadow) {
+				prefix = encodeDescribe(nil, 'P', string(portal))
+				ss.exp.push(expectation{kind: expDescribe, swallow: true, shadow: e.shadow})
+			}
 		}
 		ss.noteTxControl(st)
 		ss.exp.push(e)
