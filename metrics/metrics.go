@@ -109,6 +109,9 @@ type Metrics struct {
 	UpstreamLatency prometheus.Histogram
 	// CancelsForwarded counts CancelRequests relayed to an upstream.
 	CancelsForwarded prometheus.Counter
+	// EventLoopSessions is the number of sessions the event loop serves
+	// (the rest use a goroutine per direction).
+	EventLoopSessions prometheus.Gauge
 	// ConfigReloads counts configuration reloads by result; see ConfigReload.
 	ConfigReloads *prometheus.CounterVec
 	// Phase is 1 for the current migration phase and 0 for the others; set
@@ -192,6 +195,11 @@ func New() *Metrics {
 			Name:      "cancels_forwarded_total",
 			Help:      "Cancel requests forwarded to an upstream.",
 		}),
+		EventLoopSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "event_loop_sessions",
+			Help:      "Client sessions served by the event loop (plain connections on the transparent fast path).",
+		}),
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "config_reloads_total",
@@ -208,7 +216,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ClientConns, m.ClientConnsTotal, m.ConnsRejected, m.Queries, m.Bytes,
-		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.ConfigReloads, m.Phase,
+		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.EventLoopSessions, m.ConfigReloads, m.Phase,
 	)
 
 	m.BytesClientToUpstream = m.Bytes.WithLabelValues(string(ClientToUpstream))

@@ -54,6 +54,14 @@ func NewReader(src io.Reader, bufSize, maxBody int) *Reader {
 	return &Reader{src: src, buf: make([]byte, bufSize), maxBody: maxBody, defSize: bufSize}
 }
 
+// Source returns the stream the Reader reads from.
+func (r *Reader) Source() io.Reader { return r.src }
+
+// SetSource makes the Reader read from src from now on; what is buffered
+// stays. It lets a forwarder move a connection between blocking reads and
+// an event loop without losing bytes.
+func (r *Reader) SetSource(src io.Reader) { r.src = src }
+
 // Buffered returns how many bytes have been read from the source but not
 // yet consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }

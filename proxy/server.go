@@ -60,6 +60,8 @@ type Server struct {
 
 	active  atomic.Int64 // sessions past startup, counted against MaxClientConns
 	started time.Time
+
+	loop *eventLoop // nil: every session uses goroutines
 }
 
 // runtimeState is what a configuration compiles to: parsed once per
@@ -136,6 +138,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.loop = newEventLoop(s)
 	s.cfg.Store(opts.Config)
 	s.state.Store(st)
 	s.metrics.SetPhase(opts.Config.Phase)
@@ -255,6 +258,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	defer s.loop.close()
 	select {
 	case <-done:
 		s.cancel()
@@ -276,6 +280,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	s.loop.close()
 	return nil
 }
 

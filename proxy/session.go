@@ -97,6 +97,11 @@ type session struct {
 	// layouts remembers parsed RowDescriptions of captured writes
 	// (upstream goroutine); see layoutOf.
 	layouts map[string]*layout
+
+	// While the event loop serves the session it owns what the client
+	// goroutine otherwise owns; lmu serializes it with leaving the loop.
+	lmu sync.Mutex
+	loopState
 }
 
 // serveConn runs one client connection to its end. It never panics out:
@@ -190,6 +195,9 @@ func (ss *session) run() {
 	ss.tportals = map[string]*portalState{}
 	ss.st = nil // the first request picks up the configuration
 	ss.refreshPhase()
+	if x, ok := ss.srv.loop.adopt(ss, cr, ur); ok && !ss.finishLoop(x) {
+		return
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -324,6 +332,9 @@ func (ss *session) sendFatal(e *protocol.Error) {
 		return
 	}
 	ss.srv.metrics.ObserveError(metrics.SourceProxy, e.Code)
+	if ss.srv.loop.writeClient(ss, protocol.AppendErrorResponse(nil, e)) {
+		return
+	}
 	ss.wmu.Lock()
 	_ = ss.client.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = ss.client.Write(protocol.AppendErrorResponse(nil, e))
@@ -332,6 +343,7 @@ func (ss *session) sendFatal(e *protocol.Error) {
 
 // close closes both connections once. The client is told nothing here.
 func (ss *session) close() {
+	ss.srv.loop.leave(ss, loopExit{kind: exitClosed})
 	ss.closeOnce.Do(func() {
 		ss.closed.Store(true)
 		close(ss.done)
@@ -360,6 +372,9 @@ func (ss *session) drain() {
 // terminate sends a FATAL error (when e is not nil), closes the upstream politely and ends the
 // session.
 func (ss *session) terminate(e *protocol.Error) {
+	if ss.srv.loop.leave(ss, loopExit{kind: exitTerminate, err: e}) {
+		return // the session's goroutine ends it, out of the loop
+	}
 	if e != nil {
 		ss.sendFatal(e)
 	}
