@@ -275,9 +275,9 @@ func (l *eventLoop) release(ss *session, x loopExit) {
 	ss.released <- x
 }
 
-// writeClient writes b to the client of a session the loop serves, best
-// effort and without waiting; false when the loop does not serve it.
-func (l *eventLoop) writeClient(ss *session, b []byte) bool {
+// whileServed runs f under the session's loop lock if the loop serves the
+// session, and reports whether it did.
+func (l *eventLoop) whileServed(ss *session, f func()) bool {
 	if l == nil {
 		return false
 	}
@@ -286,25 +286,24 @@ func (l *eventLoop) writeClient(ss *session, b []byte) bool {
 	if !ss.inLoop {
 		return false
 	}
-	ss.wmu.Lock()
-	_, _ = writeFD(ss.cfd, b)
-	ss.wmu.Unlock()
+	f()
 	return true
+}
+
+// writeClient writes b to the client of a session the loop serves, best
+// effort and without waiting; false when the loop does not serve it.
+func (l *eventLoop) writeClient(ss *session, b []byte) bool {
+	return l.whileServed(ss, func() {
+		ss.wmu.Lock()
+		_, _ = writeFD(ss.cfd, b)
+		ss.wmu.Unlock()
+	})
 }
 
 // leave takes a session out of the loop from outside and hands x to its
 // goroutine. It reports whether the session was in the loop.
 func (l *eventLoop) leave(ss *session, x loopExit) bool {
-	if l == nil {
-		return false
-	}
-	ss.lmu.Lock()
-	defer ss.lmu.Unlock()
-	if !ss.inLoop {
-		return false
-	}
-	l.release(ss, x)
-	return true
+	return l.whileServed(ss, func() { l.release(ss, x) })
 }
 
 // close makes the loop take no more sessions; it stops within a second
