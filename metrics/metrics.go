@@ -112,6 +112,9 @@ type Metrics struct {
 	// EventLoopSessions is the number of sessions the event loop serves
 	// (the rest use a goroutine per direction).
 	EventLoopSessions prometheus.Gauge
+	// EventLoopHandovers counts sessions the event loop handed to their
+	// goroutines (they come back once things are quiet again).
+	EventLoopHandovers prometheus.Counter
 	// ConfigReloads counts configuration reloads by result; see ConfigReload.
 	ConfigReloads *prometheus.CounterVec
 	// Phase is 1 for the current migration phase and 0 for the others; set
@@ -198,7 +201,12 @@ func New() *Metrics {
 		EventLoopSessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace,
 			Name:      "event_loop_sessions",
-			Help:      "Client sessions served by the event loop (plain connections on the transparent fast path).",
+			Help:      "Client sessions served by the event loop (plain connections).",
+		}),
+		EventLoopHandovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "event_loop_handovers_total",
+			Help:      "Sessions the event loop handed to goroutines of their own, for something that could wait (a large message, a full socket, an autocommit write, COPY, DDL).",
 		}),
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
@@ -216,7 +224,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ClientConns, m.ClientConnsTotal, m.ConnsRejected, m.Queries, m.Bytes,
-		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.EventLoopSessions, m.ConfigReloads, m.Phase,
+		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.EventLoopSessions, m.EventLoopHandovers, m.ConfigReloads, m.Phase,
 	)
 
 	m.BytesClientToUpstream = m.Bytes.WithLabelValues(string(ClientToUpstream))

@@ -35,6 +35,7 @@ func TestNewRegistersEverything(t *testing.T) {
 		"shadowproxy_upstream_latency_seconds":          1,
 		"shadowproxy_cancels_forwarded_total":           1,
 		"shadowproxy_event_loop_sessions":               1,
+		"shadowproxy_event_loop_handovers_total":        1,
 		"shadowproxy_config_reloads_total":              2,
 		"shadowproxy_phase":                             int(config.NewOnly),
 		"go_goroutines":                                 1,

@@ -127,6 +127,10 @@ func (m *Mirror) forgetIntentsLocked(seq uint64) {
 	}
 }
 
+// SyncsEachWrite reports whether EnqueueDurable waits for an fsync of the
+// batch it writes (fsync = always) rather than for the write alone.
+func (m *Mirror) SyncsEachWrite() bool { return m.opts.Fsync == FsyncAlways }
+
 // Resolve tells the mirror what became of the transaction of the pending
 // batch seq (enqueued with an Xid): committed, or rolled back (the batch is
 // then skipped). The producer calls it as soon as the COMMIT's outcome is

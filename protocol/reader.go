@@ -187,6 +187,16 @@ func (r *Reader) Offset() int { return r.r }
 // until the next Fill, Grow or Stream.
 func (r *Reader) Span(from int) []byte { return r.buf[from:r.r] }
 
+// Rewind moves the read position back to off, an Offset obtained since
+// the last Fill: the messages after it are read again. An event loop uses
+// it to leave a message it looked at for the code that handles it.
+func (r *Reader) Rewind(off int) {
+	if off < 0 || off > r.r {
+		panic("protocol: Rewind past the read position")
+	}
+	r.r = off
+}
+
 // Slice returns buf[from:to] for offsets obtained from Offset since the
 // last Fill.
 func (r *Reader) Slice(from, to int) []byte { return r.buf[from:to] }

@@ -63,6 +63,13 @@ func (e *expectQueue) push(x expectation) {
 	e.mu.Unlock()
 }
 
+// empty reports whether every expectation pushed so far was answered.
+func (e *expectQueue) empty() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.head == len(e.q)
+}
+
 // peek returns the oldest expectation.
 func (e *expectQueue) peek() (expectation, bool) {
 	e.mu.Lock()

@@ -25,9 +25,10 @@ var unparsedInfo = &stmtInfo{kind: metrics.QueryUnparsed}
 const maxPortals = 1024
 
 // clientToUpstream forwards the client's messages to the old database
-// until either side ends. Messages are forwarded as raw bytes, a whole
+// until either side ends, or until the session goes back to the event loop
+// (it then reports true). Messages are forwarded as raw bytes, a whole
 // buffered run per write; only the types the proxy needs are looked at.
-func (ss *session) clientToUpstream(cr *protocol.Reader) {
+func (ss *session) clientToUpstream(cr *protocol.Reader) bool {
 	idle := ss.st.cfg.Limits.IdleTimeout
 	w := &upstreamWriter{ss: ss}
 	for {
@@ -38,7 +39,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				w.send(cr.Span(start))
 				w.flush()
 				ss.terminate(protocol.Fatal(protocol.CodeProtocolViolation, err.Error()))
-				return
+				return false
 			}
 			if !ok {
 				break
@@ -46,7 +47,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 			if !cr.Fits(n) {
 				w.send(cr.Span(start))
 				if !w.flush() {
-					return
+					return false
 				}
 				if inspectsClient(typ) {
 					cr.Grow(n)
@@ -56,7 +57,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				if _, err := cr.Stream(countingWriter{ss.up, ss.srv.metrics.BytesClientToUpstream}); err != nil {
 					// A failed write is the old database's side.
 					ss.endOnError(err, isWriteErr(err))
-					return
+					return false
 				}
 				start = cr.Offset()
 				continue
@@ -70,7 +71,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 				w.send(cr.Span(start))
 				w.flush()
 				ss.close()
-				return
+				return false
 			}
 			if !ss.inRequest && ss.idle() {
 				ss.refreshPhase()
@@ -93,21 +94,29 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) {
 		}
 		w.send(cr.Span(start))
 		if !w.flush() {
-			return
+			return false
 		}
 		if idle > 0 {
 			_ = ss.client.SetReadDeadline(time.Now().Add(idle))
 		}
+		// Checked after the idle deadline is set: pauseForLoop sets its
+		// deadline after the flag, so one of the two always wins.
+		if ss.pauseAsked.Load() {
+			return true
+		}
 		if err := cr.Fill(); err != nil {
+			if ss.pauseAsked.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+				return true
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) && idle > 0 && !ss.closed.Load() {
 				if ss.idle() {
 					ss.terminate(protocol.Fatal(protocol.CodeIdleSessionTimeout, "terminating connection due to idle-session timeout"))
-					return
+					return false
 				}
 				continue // busy: the timeout only applies between transactions
 			}
 			ss.clientGone()
-			return
+			return false
 		}
 	}
 }
@@ -231,6 +240,26 @@ func (g *gather) writeTo(w io.Writer) (int, error) {
 	return n, err
 }
 
+// bytes returns the batch as one slice and empties it: its only piece as
+// it is, or the pieces joined in *buf.
+func (g *gather) bytes(buf *[]byte) []byte {
+	var b []byte
+	switch len(g.bufs) {
+	case 0:
+	case 1:
+		b = g.bufs[0]
+	default:
+		b = (*buf)[:0]
+		for _, p := range g.bufs {
+			b = append(b, p...)
+		}
+		*buf = b
+	}
+	clear(g.bufs)
+	g.bufs, g.n = g.bufs[:0], 0
+	return b
+}
+
 // upstreamWriter gathers what goes to the old database from one read of
 // the client — runs of the client's bytes and messages the proxy rewrote or
 // added — and writes them with one system call.
@@ -242,6 +271,9 @@ type upstreamWriter struct {
 	cr     *protocol.Reader
 	start  *int
 	before int
+	// loop: the event loop's writer, which must never write (see
+	// clientMayWait): a flush is a bug and panics.
+	loop bool
 }
 
 // cut adds the run of client bytes before the message being handled.
@@ -261,6 +293,9 @@ func (w *upstreamWriter) send(b []byte) {
 // flush writes what was gathered. It reports false when the session is
 // over.
 func (w *upstreamWriter) flush() bool {
+	if w.loop {
+		panic("proxy: the event loop was asked to wait for the old database")
+	}
 	w.cut()
 	if w.n == 0 {
 		return true
@@ -378,7 +413,13 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 		if !cw.flush() {
 			return
 		}
+		if ss.handBackDue() {
+			ss.askPause()
+		}
 		if err := ur.Fill(); err != nil {
+			if ss.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+				return // back to the event loop
+			}
 			ss.upstreamLost(err)
 			return
 		}

@@ -236,7 +236,9 @@ func TestShutdownDrains(t *testing.T) {
 		}
 		return err != nil
 	})
-	// The idle session was told and closed.
+	// The idle session was told and closed (a query sent before Shutdown
+	// reached it would still be answered, then the session ended).
+	eventually(t, "the idle session to end", func() bool { return p.srv.Status().Connections == 1 })
 	if _, err := idle.Exec(ctx, "select 1"); err == nil {
 		t.Fatal("idle session survived shutdown")
 	}

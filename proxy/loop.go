@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"os"
+	"sync/atomic"
 
 	"github.com/shadowproxy/shadowproxy/protocol"
 )
@@ -44,6 +45,17 @@ type loopState struct {
 	cr, ur     *protocol.Reader
 	released   chan loopExit
 	lastClient int64 // unix nanoseconds of the last read from the client
+
+	// Going back to the loop after it handed the session over (see
+	// serveGoroutines): loopable is set once the loop took the session (a
+	// plain connection), demotions counts hand-overs (session goroutine),
+	// idleRuns the quiet moments since (upstream goroutine); pauseAsked and
+	// pausing say why a read's deadline passed.
+	loopable   bool
+	demotions  int
+	idleRuns   int
+	pauseAsked atomic.Bool
+	pausing    atomic.Bool
 }
 
 // finishLoop acts on how the event loop handed the session back. It

@@ -18,22 +18,25 @@ import (
 	"github.com/shadowproxy/shadowproxy/protocol"
 )
 
-// eventLoop forwards the traffic of plain (non-TLS) sessions that need
-// nothing but the transparent fast path, on one goroutine waiting on one
-// epoll set, as pgbouncer does. The two goroutines per session the rest of
-// the proxy uses cost, on a small machine, about half again as much CPU
-// per round trip: each wait goes through the Go scheduler (an extra read
-// that finds nothing, a park, a netpoll wake-up, often a thread
-// hand-off). The loop reads and writes with non-blocking system calls and
-// waits only in epoll_wait.
+// eventLoop forwards the traffic of plain (non-TLS) sessions on one
+// goroutine waiting on one epoll set, as pgbouncer does. The two goroutines
+// per session the rest of the proxy uses cost, on a small machine, about
+// half again as much CPU per round trip: each wait goes through the Go
+// scheduler (an extra read that finds nothing, a park, a netpoll wake-up,
+// often a thread hand-off). The loop reads and writes with non-blocking
+// system calls and waits only in epoll_wait.
 //
-// The loop does only what never blocks. Anything else — a message larger
-// than the buffer, a write the socket cannot take whole, an error, end of
-// stream, Terminate, a phase that tracks statements — makes it hand the
-// session back ("demote") to the goroutine path, which carries on from the
-// same buffered bytes and handles it as it always does. A session is
-// served by the loop or by its goroutines, never both: the hand-over is
-// serialized by the session's lmu and the released channel.
+// The loop does only what never blocks. In the dual-write phases it runs
+// the same trackClient and trackServer as the goroutines (capture, the
+// journal write before a COMMIT, shadow captures), up to a message that
+// could make them wait (clientMayWait, serverMayWait). That message, and
+// anything else — a message larger than the buffer, a write the socket
+// cannot take whole, an error, end of stream, Terminate — makes it hand
+// the session back ("demote") to the goroutine path, which carries on from
+// the same buffered bytes and the same tracking state and handles it as it
+// always does. A session is served by the loop or by its goroutines, never
+// both: the hand-over is serialized by the session's lmu and the released
+// channel.
 type eventLoop struct {
 	srv  *Server
 	epfd int
@@ -47,6 +50,13 @@ type eventLoop struct {
 	// scanEvery is how often idle sessions are looked for: a quarter of
 	// the shortest idle timeout seen, at most a second.
 	scanEvery atomic.Int64
+
+	// Used by the loop goroutine only: the writer trackClient is given
+	// (which must never write: see clientMayWait), the pieces of a run with
+	// rewritten messages, and the buffer they are joined in.
+	w   upstreamWriter
+	out gather
+	buf []byte
 }
 
 // Loop event tokens: the session's loop id and which side is readable.
@@ -164,7 +174,7 @@ func writeFD(fd int, b []byte) (int, error) {
 // loop hands it back. It reports false (at once) when the session does not
 // qualify, and otherwise how it came back.
 func (l *eventLoop) adopt(ss *session, cr, ur *protocol.Reader) (loopExit, bool) {
-	if l == nil || ss.tracking.Load() {
+	if l == nil {
 		return loopExit{}, false
 	}
 	// The client's reader may sit on a bufio.Reader from the startup
@@ -185,6 +195,7 @@ func (l *eventLoop) adopt(ss *session, cr, ur *protocol.Reader) (loopExit, bool)
 		return loopExit{}, false
 	}
 	l.startOnce.Do(func() { go l.run() })
+	ss.loopable = true
 
 	ss.lmu.Lock()
 	l.mu.Lock()
@@ -247,6 +258,9 @@ func (l *eventLoop) removeLocked(ss *session) {
 func (l *eventLoop) release(ss *session, x loopExit) {
 	ss.inLoop = false
 	ss.srv.metrics.EventLoopSessions.Dec()
+	if x.kind == exitDemote {
+		ss.srv.metrics.EventLoopHandovers.Inc()
+	}
 	l.removeLocked(ss)
 	if x.kind != exitClosed {
 		client, err1 := fdConn(ss.cfd)
@@ -401,6 +415,7 @@ func (l *eventLoop) serve(ss *session, side uint64) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			l.out = gather{}
 			ss.log.Error("session panic (event loop)", "panic", r, "stack", string(debug.Stack()))
 			l.release(ss, loopExit{kind: exitTerminate, err: protocol.Fatal(protocol.CodeInternalError, "internal proxy error")})
 		}
@@ -418,8 +433,10 @@ func (l *eventLoop) serve(ss *session, side uint64) {
 
 var demote = &loopExit{kind: exitDemote}
 
-// fromClient forwards what the client sent, as clientToUpstream does for
-// an untracked session.
+// fromClient forwards what the client sent, as clientToUpstream does. A
+// tracking session's messages go through trackClient as there, up to one
+// that could make it wait (clientMayWait): the session's goroutines take
+// over from that message.
 func (l *eventLoop) fromClient(ss *session) *loopExit {
 	cr := ss.cr
 	if err := cr.Fill(); err != nil {
@@ -430,6 +447,7 @@ func (l *eventLoop) fromClient(ss *session) *loopExit {
 	}
 	ss.lastClient = time.Now().UnixNano()
 	start := cr.Offset()
+	l.w = upstreamWriter{ss: ss, loop: true}
 	var exit *loopExit
 	for {
 		typ, n, ok, err := cr.Header()
@@ -442,19 +460,35 @@ func (l *eventLoop) fromClient(ss *session) *loopExit {
 		}
 		if !ss.inRequest && ss.idle() {
 			ss.refreshPhase()
-			if ss.tracking.Load() {
-				exit = demote
-				break
-			}
 		}
+		before := cr.Offset()
 		msg, ok, _ := cr.Next()
 		if !ok {
 			break
 		}
+		tracking := ss.tracking.Load()
+		if tracking && ss.clientMayWait(msg) {
+			cr.Rewind(before)
+			exit = demote
+			break
+		}
 		ss.inRequest = msg.Type != protocol.MsgSync && msg.Type != protocol.MsgQuery && msg.Type != protocol.MsgFunctionCall
-		ss.onClientMessage(msg)
+		if !tracking {
+			ss.onClientMessage(msg)
+			continue
+		}
+		out, replace := ss.trackClient(msg, &l.w)
+		if l.w.n > 0 {
+			panic("event loop: trackClient wrote for a message clientMayWait passed")
+		}
+		if replace {
+			l.out.add(cr.Slice(start, before))
+			l.out.add(out)
+			start = cr.Offset()
+		}
 	}
-	run := cr.Span(start)
+	l.out.add(cr.Span(start))
+	run := l.out.bytes(&l.buf)
 	if len(run) == 0 {
 		return exit
 	}
@@ -462,14 +496,15 @@ func (l *eventLoop) fromClient(ss *session) *loopExit {
 	ss.srv.metrics.BytesClientToUpstream.Add(float64(w))
 	if err != nil {
 		// Full socket buffer, or the old database went away: the goroutine
-		// path writes the rest, blocking or reporting the error.
-		return &loopExit{kind: exitDemote, pendingUp: run[w:]}
+		// path writes the rest, blocking or reporting the error. The rest
+		// may lie in the loop's own buffer, which is reused.
+		return &loopExit{kind: exitDemote, pendingUp: append([]byte(nil), run[w:]...)}
 	}
 	return exit
 }
 
 // fromUpstream forwards what the old database sent, as upstreamToClient
-// does for an untracked session.
+// does, through trackServer for a tracking session.
 func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 	ur := ss.ur
 	if err := ur.Fill(); err != nil {
@@ -481,7 +516,7 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 	start := ur.Offset()
 	var exit *loopExit
 	for {
-		_, n, ok, err := ur.Header()
+		typ, n, ok, err := ur.Header()
 		if err != nil || (ok && !ur.Fits(n)) {
 			exit = demote
 			break
@@ -489,17 +524,35 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 		if !ok {
 			break
 		}
+		tracking := ss.tracking.Load()
+		if tracking && ss.serverMayWait(typ) {
+			exit = demote
+			break
+		}
+		before := ur.Offset()
 		msg, ok, _ := ur.Next()
 		if !ok {
 			break
 		}
-		ss.onServerMessage(msg)
+		if tracking {
+			if out, replace := ss.trackServer(msg); replace {
+				l.out.add(ur.Slice(start, before))
+				l.out.add(out)
+				start = ur.Offset()
+			}
+			if msg.Type != protocol.MsgReadyForQuery { // trackServer handled it
+				ss.onServerMessage(msg)
+			}
+		} else {
+			ss.onServerMessage(msg)
+		}
 		if ss.endAfter {
 			exit = &loopExit{kind: exitTerminate, err: protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")}
 			break
 		}
 	}
-	run := ur.Span(start)
+	l.out.add(ur.Span(start))
+	run := l.out.bytes(&l.buf)
 	if len(run) == 0 {
 		return exit
 	}
@@ -509,7 +562,7 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 	if err != nil {
 		// The goroutine path writes the rest; the client's write lock goes
 		// with it, so that nothing else gets in between.
-		return &loopExit{kind: exitDemote, pendingClient: run[w:], clientLocked: true}
+		return &loopExit{kind: exitDemote, pendingClient: append([]byte(nil), run[w:]...), clientLocked: true}
 	}
 	ss.wmu.Unlock()
 	return exit

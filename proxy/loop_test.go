@@ -18,6 +18,27 @@ func loopSessions(p *testProxy) int {
 	return int(testutil.ToFloat64(p.metrics.EventLoopSessions))
 }
 
+// handovers returns how many times the event loop handed a session over.
+func handovers(p *testProxy) int {
+	return int(testutil.ToFloat64(p.metrics.EventLoopHandovers))
+}
+
+// backInLoop runs queries on c until the event loop serves want sessions
+// again: a handed-over session returns after a few quiet requests.
+func backInLoop(t *testing.T, p *testProxy, c *pgx.Conn, want int) {
+	t.Helper()
+	for range 20 {
+		var n int
+		if err := c.QueryRow(context.Background(), "select 1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if loopSessions(p) == want {
+			return
+		}
+	}
+	t.Fatalf("event loop serves %d sessions after 20 quiet requests, want %d", loopSessions(p), want)
+}
+
 func skipWithoutLoop(t *testing.T) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
@@ -27,7 +48,8 @@ func skipWithoutLoop(t *testing.T) {
 
 // Plain sessions on the transparent path are served by the event loop;
 // whatever it does not handle itself, it hands back to the session's
-// goroutines without losing a byte.
+// goroutines without losing a byte, and gets the session back once things
+// are quiet.
 func TestEventLoopServesAndHandsBack(t *testing.T) {
 	skipWithoutLoop(t)
 	p := startProxy(t, nil)
@@ -58,11 +80,29 @@ func TestEventLoopServesAndHandsBack(t *testing.T) {
 	if err := br.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := loopSessions(p); got != 0 {
-		t.Fatalf("event loop serves %d sessions after a large message, want 0", got)
+	if got := handovers(p); got != 1 {
+		t.Fatalf("event loop handed over %d sessions after a large message, want 1", got)
 	}
 	if err := c.QueryRow(ctx, "select 7").Scan(&n); err != nil || n != 7 {
 		t.Fatalf("after hand-over: %v %d", err, n)
+	}
+	backInLoop(t, p, c, 1)
+	// And again: the loop hands it over and takes it back as often as
+	// needed, mid-transaction too.
+	if _, err := c.Exec(ctx, "begin"); err != nil {
+		t.Fatal(err)
+	}
+	for round := 2; round <= 4; round++ {
+		if err := c.QueryRow(ctx, "select length($1::text)", big).Scan(&n); err != nil || n != len(big) {
+			t.Fatalf("round %d: %v %d", round, err, n)
+		}
+		if got := handovers(p); got != round {
+			t.Fatalf("round %d: %d hand-overs", round, got)
+		}
+		backInLoop(t, p, c, 1)
+	}
+	if _, err := c.Exec(ctx, "commit"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -102,10 +142,11 @@ func TestEventLoopSlowReader(t *testing.T) {
 	if rows.Err() != nil || count != 100000 || sum != 100000*100001/2 {
 		t.Fatalf("slow reader got %d rows (sum %d): %v", count, sum, rows.Err())
 	}
-	// The slow session went to its goroutines; the other stayed.
-	if got := loopSessions(p); got != 1 {
-		t.Fatalf("event loop serves %d sessions, want 1", got)
+	// The slow session went to its goroutines, and comes back.
+	if got := handovers(p); got != 1 {
+		t.Fatalf("event loop handed over %d sessions, want 1", got)
 	}
+	backInLoop(t, p, c, 2)
 }
 
 // Sessions of a proxy with an idle timeout are ended by the loop, those

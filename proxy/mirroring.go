@@ -44,6 +44,11 @@ type Journal interface {
 	EnqueueDurable(b *mirror.Batch) (uint64, error)
 	// Resolve records whether the transaction at seq committed.
 	Resolve(seq uint64, committed bool)
+	// SyncsEachWrite reports whether EnqueueDurable also waits for an
+	// fsync (fsync = always). The event loop journals a COMMIT's images
+	// itself only when it does not: an fsync would hold up every session
+	// the loop serves.
+	SyncsEachWrite() bool
 }
 
 // Mirroring is the dual-write machinery that sessions share: capture

@@ -195,9 +195,31 @@ func (ss *session) run() {
 	ss.tportals = map[string]*portalState{}
 	ss.st = nil // the first request picks up the configuration
 	ss.refreshPhase()
-	if x, ok := ss.srv.loop.adopt(ss, cr, ur); ok && !ss.finishLoop(x) {
-		return
+	for {
+		if x, ok := ss.srv.loop.adopt(ss, cr, ur); ok {
+			if !ss.finishLoop(x) {
+				return
+			}
+			ss.demotions++
+		} else {
+			ss.loopable = false
+		}
+		if !ss.serveGoroutines(cr, ur) {
+			return
+		}
 	}
+}
+
+// serveGoroutines serves the session with a goroutine per direction until
+// it ends, and reports false then. It reports true when the two stopped to
+// give the session back to the event loop: the upstream goroutine asks for
+// it at a quiet moment (handBackDue), the client goroutine agrees when
+// that interrupts its wait for the client — so it is not in the middle of
+// anything — and then stops the upstream goroutine the same way. Both stop
+// between reads, having handled every whole message they read.
+func (ss *session) serveGoroutines(cr, ur *protocol.Reader) bool {
+	ss.pauseAsked.Store(false)
+	ss.pausing.Store(false)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -210,9 +232,47 @@ func (ss *session) run() {
 		}()
 		ss.upstreamToClient(ur)
 	}()
-	ss.clientToUpstream(cr)
+	paused := ss.clientToUpstream(cr)
+	if paused {
+		ss.pausing.Store(true)
+		_ = ss.up.SetReadDeadline(aLongTimeAgo)
+	}
 	<-done
+	if !paused || ss.closed.Load() {
+		return false
+	}
+	_ = ss.client.SetReadDeadline(time.Time{})
+	_ = ss.up.SetReadDeadline(time.Time{})
+	return true
 }
+
+// handBackDue reports, on the upstream goroutine after a response, whether
+// to ask for the session to go back to the event loop that handed it over:
+// nothing is outstanding, and enough requests went by — twice as many
+// after each hand-over, so that a session whose traffic keeps making the
+// loop hand it over (one autocommit write after another, say) settles on
+// its goroutines, and one that met a large row once soon returns.
+func (ss *session) handBackDue() bool {
+	if !ss.loopable || ss.pending.len() != 0 || ss.closed.Load() || ss.tracking.Load() && !ss.exp.empty() {
+		return false
+	}
+	ss.idleRuns++
+	if ss.idleRuns < 1<<min(ss.demotions, 10) {
+		return false
+	}
+	ss.idleRuns = 0
+	return true
+}
+
+// askPause interrupts the client goroutine's wait for the client (see
+// serveGoroutines). The flag is set before the deadline: the client
+// goroutine checks it after setting an idle deadline of its own.
+func (ss *session) askPause() {
+	ss.pauseAsked.Store(true)
+	_ = ss.client.SetReadDeadline(aLongTimeAgo)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
 
 // m returns a startup parameter.
 func m(sm *pgproto3.StartupMessage, k string) string { return sm.Parameters[k] }

@@ -287,6 +287,93 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 	return nil, false
 }
 
+// clientMayWait reports whether trackClient could wait while handling
+// msg: for the old database's answers (an autocommit write the proxy runs
+// in a transaction of its own, a COMMIT whose rows are still due, a staged
+// COPY, a Bind that needs its capture form's description), for an fsync of
+// the journal, or for the catalog reload after DDL. It changes nothing.
+// The event loop serves every session on one goroutine and must never
+// wait: it hands a session to its own goroutines before such a message.
+// Keep it in step with trackClient and what it calls.
+func (ss *session) clientMayWait(msg protocol.Message) bool {
+	switch msg.Type {
+	case 'c', 'f': // CopyDone, CopyFail
+		return ss.copyWait != nil
+	case protocol.MsgSync:
+		return ss.batchConverted // finishConverted
+	case protocol.MsgQuery:
+		if !ss.capture {
+			return false
+		}
+		sql, _, _ := protocol.CString(msg.Body)
+		stmts, _ := ss.srv.classifier.Classify(string(sql))
+		for _, st := range stmts {
+			switch {
+			case st.Kind == rewrite.Write && !ss.clientTx, // converted to a transaction of the proxy's own
+				st.Kind == rewrite.DDL,
+				st.Command == "COPY FROM",
+				isCommit(st) && ss.commitMayWait():
+				return true
+			}
+		}
+	case protocol.MsgBind:
+		return ss.bindMayWait(msg.Body)
+	case protocol.MsgExecute:
+		portal, _, _ := protocol.CString(msg.Body)
+		p := ss.tportals[string(portal)]
+		if p == nil || p.st == nil {
+			return false
+		}
+		return ss.capture && p.st.Kind == rewrite.DDL || isCommit(p.st) && ss.commitMayWait()
+	}
+	return false
+}
+
+func isCommit(st *rewrite.Statement) bool {
+	return st.Kind == rewrite.Tx && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare)
+}
+
+// commitMayWait reports whether journalBeforeCommit could wait: for rows
+// still due from the old database, or for an fsync of the journal.
+func (ss *session) commitMayWait() bool {
+	return ss.txWrote && (ss.exp.resultsDue() || ss.srv.mirroring.journal.SyncsEachWrite())
+}
+
+// bindMayWait reports whether trackBind could wait for the description of
+// a statement's capture form (see trackBind).
+func (ss *session) bindMayWait(body []byte) bool {
+	_, rest, _ := protocol.CString(body)
+	name, _, _ := protocol.CString(rest)
+	st := ss.stmts[string(name)]
+	switch {
+	case st == nil:
+		return false
+	case st.plannedFor != ss.st:
+		return true // re-prepared: a new description is due
+	case st.plan == nil || st.desc.isReady():
+		return false
+	case st.mode != modeStatement && textResults(body):
+		return false
+	}
+	b, err := parseBind(body)
+	if err != nil {
+		return false
+	}
+	return !(len(b.resultFormats) == 0 || len(b.resultFormats) == 1 && b.resultFormats[0] == 0)
+}
+
+// serverMayWait reports whether trackServer could wait on a ReadyForQuery
+// of type typ: when it ends a request the client goroutine is driving (an
+// autocommit request in the proxy's own transaction, a staged COPY), it
+// reports to that goroutine and waits for it to take the report.
+func (ss *session) serverMayWait(typ byte) bool {
+	if typ != protocol.MsgReadyForQuery {
+		return false
+	}
+	e, ok := ss.exp.peek()
+	return ok && (e.convert || e.kind == expQuery && e.q != nil && e.q.copy != nil)
+}
+
 const stagingTable = "__shadowproxy_copy"
 
 // trackCopy runs a COPY FROM through a staging table so that the rows it
