@@ -76,7 +76,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) bool {
 			if !ss.inRequest && ss.idle() {
 				ss.refreshPhase()
 			}
-			ss.inRequest = msg.Type != protocol.MsgSync && msg.Type != protocol.MsgQuery && msg.Type != protocol.MsgFunctionCall
+			ss.inRequest = !endsRequest(msg.Type)
 			if !ss.tracking.Load() {
 				ss.onClientMessage(msg)
 				continue
@@ -99,7 +99,7 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) bool {
 		if idle > 0 {
 			_ = ss.client.SetReadDeadline(time.Now().Add(idle))
 		}
-		// Checked after the idle deadline is set: pauseForLoop sets its
+		// Checked after the idle deadline is set: askPause sets its
 		// deadline after the flag, so one of the two always wins.
 		if ss.pauseAsked.Load() {
 			return true
@@ -119,6 +119,12 @@ func (ss *session) clientToUpstream(cr *protocol.Reader) bool {
 			return false
 		}
 	}
+}
+
+// endsRequest reports whether a client message of this type ends a request
+// (the server answers it with ReadyForQuery).
+func endsRequest(typ byte) bool {
+	return typ == protocol.MsgSync || typ == protocol.MsgQuery || typ == protocol.MsgFunctionCall
 }
 
 // inspectsClient reports whether the proxy must see a whole client message
@@ -390,17 +396,10 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 			if !ok {
 				break
 			}
-			if ss.tracking.Load() {
-				if out, replace := ss.trackServer(msg); replace {
-					cw.send(ur.Slice(start, before))
-					cw.send(out)
-					start = ur.Offset()
-				}
-				if msg.Type != protocol.MsgReadyForQuery { // trackServer handled it
-					ss.onServerMessage(msg)
-				}
-			} else {
-				ss.onServerMessage(msg)
+			if out, replace := ss.serverMessage(msg); replace {
+				cw.send(ur.Slice(start, before))
+				cw.send(out)
+				start = ur.Offset()
 			}
 			if ss.endAfter {
 				cw.send(ur.Span(start))
@@ -424,6 +423,22 @@ func (ss *session) upstreamToClient(ur *protocol.Reader) {
 			return
 		}
 	}
+}
+
+// serverMessage handles one upstream message before it is forwarded, as
+// both forwarders (the goroutine and the event loop) do: through
+// trackServer for a tracking session. It returns what the client gets
+// instead when replace is set.
+func (ss *session) serverMessage(msg protocol.Message) (out []byte, replace bool) {
+	if !ss.tracking.Load() {
+		ss.onServerMessage(msg)
+		return nil, false
+	}
+	out, replace = ss.trackServer(msg)
+	if msg.Type != protocol.MsgReadyForQuery { // trackServer handled it
+		ss.onServerMessage(msg)
+	}
+	return out, replace
 }
 
 // onServerMessage looks at one upstream message before it is forwarded.

@@ -472,7 +472,7 @@ func (l *eventLoop) fromClient(ss *session) *loopExit {
 			exit = demote
 			break
 		}
-		ss.inRequest = msg.Type != protocol.MsgSync && msg.Type != protocol.MsgQuery && msg.Type != protocol.MsgFunctionCall
+		ss.inRequest = !endsRequest(msg.Type)
 		if !tracking {
 			ss.onClientMessage(msg)
 			continue
@@ -524,8 +524,7 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 		if !ok {
 			break
 		}
-		tracking := ss.tracking.Load()
-		if tracking && ss.serverMayWait(typ) {
+		if ss.tracking.Load() && ss.serverMayWait(typ) {
 			exit = demote
 			break
 		}
@@ -534,17 +533,10 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 		if !ok {
 			break
 		}
-		if tracking {
-			if out, replace := ss.trackServer(msg); replace {
-				l.out.add(ur.Slice(start, before))
-				l.out.add(out)
-				start = ur.Offset()
-			}
-			if msg.Type != protocol.MsgReadyForQuery { // trackServer handled it
-				ss.onServerMessage(msg)
-			}
-		} else {
-			ss.onServerMessage(msg)
+		if out, replace := ss.serverMessage(msg); replace {
+			l.out.add(ur.Slice(start, before))
+			l.out.add(out)
+			start = ur.Offset()
 		}
 		if ss.endAfter {
 			exit = &loopExit{kind: exitTerminate, err: protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command")}
