@@ -472,23 +472,23 @@ func TestDualWriteGoals(t *testing.T) {
 	}
 }
 
-func TestParseProcStatCPU(t *testing.T) {
+func TestParseProcStat(t *testing.T) {
 	tests := []struct {
 		name, stat string
-		want       time.Duration
+		want       procStat
 		wantErr    string
 	}{
-		{name: "cat", stat: "3156 (cat) R 3099 3099 12026 0 -1 4194304 100 0 0 0 250 31 0 0 20 0 1 0 583791 3133440 377",
-			want: 2810 * time.Millisecond},
+		{name: "cat", stat: "3156 (cat) R 3099 3099 12026 0 -1 4194304 100 0 0 0 250 31 4 2 20 0 1 0 583791 3133440 377",
+			want: procStat{ppid: 3099, cpu: 2810 * time.Millisecond, children: 60 * time.Millisecond}},
 		// The command name may hold spaces and parentheses.
-		{name: "odd name", stat: "42 (a) b (c)) S 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 5 6 7", want: 100 * time.Millisecond},
+		{name: "odd name", stat: "42 (a) b (c)) S 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 5 6 7", want: procStat{ppid: 1, cpu: 100 * time.Millisecond}},
 		{name: "no name", stat: "42 S 1", wantErr: "no command name"},
 		{name: "short", stat: "42 (x) S 1 2 3", wantErr: "fields after the command name"},
-		{name: "not a number", stat: "42 (x) S 1 1 1 0 -1 0 0 0 0 0 x 3 0 0", wantErr: `CPU time "x"`},
+		{name: "not a number", stat: "42 (x) S 1 1 1 0 -1 0 0 0 0 0 x 3 0 0", wantErr: `field 14 "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseProcStatCPU(tt.stat)
+			got, err := parseProcStat(tt.stat)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -496,7 +496,10 @@ func TestParseProcStatCPU(t *testing.T) {
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Errorf("got %v, %v; want %v", got, err, tt.want)
+				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+			if cpu, err := parseProcStatCPU(tt.stat); err != nil || cpu != tt.want.cpu {
+				t.Errorf("parseProcStatCPU = %v, %v; want %v", cpu, err, tt.want.cpu)
 			}
 		})
 	}
@@ -508,5 +511,65 @@ func TestParseProcStatCPU(t *testing.T) {
 	p := &bgProc{cmd: &exec.Cmd{Process: self}}
 	if d, err := p.cpuTime(); err != nil || d <= 0 {
 		t.Errorf("own CPU time %v, %v", d, err)
+	}
+}
+
+// TestServerCPU plays the postmaster: this process, named in a
+// postmaster.pid, with a child that burns CPU. The child's time counts
+// while it runs and, once it has ended and been waited for, through this
+// process's children's time.
+func TestServerCPU(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), fmt.Appendf(nil, "%d\n%s\n", os.Getpid(), dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	own := func() procStat {
+		b, err := os.ReadFile("/proc/self/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := parseProcStat(string(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// Spin until the shell itself has used 300 ms of CPU time (its cut
+	// processes add more), then wait to be killed.
+	child := exec.Command("sh", "-c", `while [ $(cut -d' ' -f14 /proc/$$/stat) -lt 30 ]; do :; done; exec sleep 60`)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	const burnt = 250 * time.Millisecond // below the 300 ms: ticks are coarse
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		before := own()
+		got, err := serverCPU(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got-before.cpu-before.children >= burnt {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server CPU %v, own %v: the running child's CPU time is missing", got, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	st := own()
+	got, err := serverCPU(dir) // read second: CPU time only grows
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.children < burnt || got < st.cpu+st.children {
+		t.Errorf("after the child ended: server CPU %v, own %v, children %v: want the child's %v in it", got, st.cpu, st.children, burnt)
+	}
+	if _, err := serverCPU(t.TempDir()); err == nil {
+		t.Error("serverCPU of a directory without postmaster.pid succeeded")
 	}
 }

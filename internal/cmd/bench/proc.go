@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -281,25 +282,89 @@ func (p *bgProc) cpuTime() (time.Duration, error) {
 }
 
 // parseProcStatCPU reads utime and stime (fields 14 and 15) of a
-// /proc/PID/stat line. The command name (field 2) is in parentheses and
-// may itself hold spaces and parentheses, so the fields are counted from
-// the last ")".
+// /proc/PID/stat line.
 func parseProcStatCPU(stat string) (time.Duration, error) {
+	st, err := parseProcStat(stat)
+	return st.cpu, err
+}
+
+// procStat is what the bench reads from a /proc/PID/stat line.
+type procStat struct {
+	ppid int           // field 4
+	cpu  time.Duration // utime + stime (fields 14, 15)
+	// children is cutime + cstime (fields 16, 17): the CPU time of the
+	// children the process has waited for, which is where a postmaster
+	// keeps that of its ended backends.
+	children time.Duration
+}
+
+// parseProcStat parses a /proc/PID/stat line. The command name (field 2)
+// is in parentheses and may itself hold spaces and parentheses, so the
+// fields are counted from the last ")".
+func parseProcStat(stat string) (procStat, error) {
+	var st procStat
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("unexpected /proc/PID/stat: no command name")
+		return st, errors.New("unexpected /proc/PID/stat: no command name")
 	}
 	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/PID/stat: %d fields after the command name", len(f))
+	if len(f) < 15 {
+		return st, fmt.Errorf("unexpected /proc/PID/stat: %d fields after the command name", len(f))
 	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
+	var n [5]int64 // ppid, utime, stime, cutime, cstime
+	for j, k := range []int{1, 11, 12, 13, 14} {
+		v, err := strconv.ParseInt(f[k], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/PID/stat CPU time %q: %w", s, err)
+			return st, fmt.Errorf("/proc/PID/stat field %d %q: %w", k+3, f[k], err)
 		}
-		ticks += n
+		n[j] = v
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	st.ppid = int(n[0])
+	st.cpu = time.Duration(n[1]+n[2]) * time.Second / userHZ
+	st.children = time.Duration(n[3]+n[4]) * time.Second / userHZ
+	return st, nil
+}
+
+// serverCPU returns the CPU time (user and system) a Postgres server has
+// used so far: its postmaster's, that of its running children (backends
+// and background processes) and that of the children that ended. The
+// postmaster is found from dataDir's postmaster.pid. Processes that end
+// between the reads may be missed or counted twice; a run's backends live
+// through it, so the error is a few ticks.
+func serverCPU(dataDir string) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %s: postmaster PID %q: %w", dataDir, line, err)
+	}
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pm))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: postmaster: %w", err)
+	}
+	st, err := parseProcStat(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: postmaster: %w", err)
+	}
+	total := st.cpu + st.children
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("server CPU: %w", err)
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // ended since the listing
+		}
+		if c, err := parseProcStat(string(b)); err == nil && c.ppid == pm {
+			total += c.cpu
+		}
+	}
+	return total, nil
 }

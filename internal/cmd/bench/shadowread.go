@@ -83,6 +83,10 @@ type srTarget struct {
 	slug   string  // in file names
 	rate   float64 // [shadow] sample_rate
 	newURL string  // the proxy's new database; "" in old-only
+	// oldDir and newDir are the data directories of the two Postgres
+	// servers, whose CPU time each run measures (the new one's idles in
+	// old-only).
+	oldDir, newDir string
 }
 
 // shadows reports whether the scenario's proxy is in phase shadow-read.
@@ -213,6 +217,10 @@ type srRun struct {
 	// ProxyCPU is the CPU time the proxy used during the run, the copies
 	// of sampled answers and the shadow workers included.
 	ProxyCPU time.Duration
+	// OldCPU and NewCPU are the CPU time the old and the new Postgres
+	// servers used during the run: where the shadow reads' cost lands
+	// besides the proxy.
+	OldCPU, NewCPU time.Duration
 	// End is the shadow status at the end of the run, Final after the wait
 	// for the backlog to drain (the same when not waited for); Drained
 	// says whether it did. Zero in old-only.
@@ -275,6 +283,9 @@ func shadowreadSection(ctx context.Context, e *env) (rep *report, err error) {
 		{kind: srFull, name: "shadow-read 100%", slug: "sr100", rate: 1, newURL: pgURL(nw.Port)},
 		{kind: srDelayed, name: fmt.Sprintf("shadow-read 10%%, new +%d ms", shimDelay.Milliseconds()), slug: "sr10-delayed",
 			rate: 0.1, newURL: pgURL(shim.Addr().Port)},
+	}
+	for i := range targets {
+		targets[i].oldDir, targets[i].newDir = e.pg.Dir, nw.Dir
 	}
 	runs, err := e.interleaveShadowRead(ctx, targets)
 	if err != nil {
@@ -342,8 +353,8 @@ func (e *env) interleaveShadowRead(ctx context.Context, targets []srTarget) (map
 
 // describeShadowRun is a run's progress line.
 func describeShadowRun(t srTarget, r srRun) string {
-	s := fmt.Sprintf("%-28s %7.0f tps  avg %6.3f ms  proxy CPU %3.0f µs/txn",
-		t.name, r.TPS, r.LatencyMS, microsPerTxn(r.ProxyCPU, r.Txns))
+	s := fmt.Sprintf("%-28s %7.0f tps  avg %6.3f ms  CPU µs/txn: proxy %3.0f old %3.0f new %3.0f",
+		t.name, r.TPS, r.LatencyMS, microsPerTxn(r.ProxyCPU, r.Txns), microsPerTxn(r.OldCPU, r.Txns), microsPerTxn(r.NewCPU, r.Txns))
 	if !t.shadows() {
 		return s
 	}
@@ -414,7 +425,7 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 		}
 	}()
 
-	cpu0, err := p.cpuTime()
+	cpu0, err := srCPU(p, t)
 	if err != nil {
 		return run, err
 	}
@@ -422,11 +433,11 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 	if err != nil {
 		return run, fmt.Errorf("%s: %w", t.name, err)
 	}
-	cpu1, err := p.cpuTime()
+	cpu1, err := srCPU(p, t)
 	if err != nil {
 		return run, err
 	}
-	run.ProxyCPU = cpu1 - cpu0
+	run.ProxyCPU, run.OldCPU, run.NewCPU = cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2]
 	if run.pgbenchResult, err = parsePGBench(out); err != nil {
 		return run, fmt.Errorf("%s: %w\n%s", t.name, err, tailLines(out, 20))
 	}
@@ -457,6 +468,23 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 		}
 	}
 	return run, nil
+}
+
+// srCPU reads the CPU time used so far by the proxy p and by the old and
+// the new Postgres servers of t, in that order.
+func srCPU(p *bgProc, t srTarget) ([3]time.Duration, error) {
+	var cpu [3]time.Duration
+	var err error
+	if cpu[0], err = p.cpuTime(); err != nil {
+		return cpu, err
+	}
+	if cpu[1], err = serverCPU(t.oldDir); err != nil {
+		return cpu, fmt.Errorf("old Postgres: %w", err)
+	}
+	if cpu[2], err = serverCPU(t.newDir); err != nil {
+		return cpu, fmt.Errorf("new Postgres: %w", err)
+	}
+	return cpu, nil
 }
 
 // checkShadowed rejects a run in which the proxy compared no read: it did
@@ -502,8 +530,10 @@ type srRow struct {
 	target              srTarget
 	Rounds              int
 	TPS, TPSMin, TPSMax float64
-	ProxyCPUMicros      float64 // median over the rounds, per transaction
-	Reads               int64   // pgbench transactions: one read each
+	// ProxyCPUMicros, OldCPUMicros and NewCPUMicros are the proxy's and
+	// the two servers' CPU time per transaction, medians over the rounds.
+	ProxyCPUMicros, OldCPUMicros, NewCPUMicros float64
+	Reads                                      int64 // pgbench transactions: one read each
 	// From each run's report (compared, matched, noise) and the larger of
 	// report and event log (mismatched; TimedOut are the mismatches that
 	// are time-outs), and from /metrics (dropped, timeouts).
@@ -523,11 +553,13 @@ const maxMismatchClasses = 5
 // summarizeShadowRead takes a scenario's runs into its row.
 func summarizeShadowRead(t srTarget, runs []srRun) srRow {
 	r := srRow{target: t, Rounds: len(runs)}
-	var tps, cpu []float64
+	var tps, cpu, oldCPU, newCPU []float64
 	seen := map[string]bool{}
 	for _, x := range runs {
 		tps = append(tps, x.TPS)
 		cpu = append(cpu, microsPerTxn(x.ProxyCPU, x.Txns))
+		oldCPU = append(oldCPU, microsPerTxn(x.OldCPU, x.Txns))
+		newCPU = append(newCPU, microsPerTxn(x.NewCPU, x.Txns))
 		r.Reads += x.Txns
 		if !t.shadows() {
 			continue
@@ -557,6 +589,7 @@ func summarizeShadowRead(t srTarget, runs []srRun) srRow {
 		}
 	}
 	r.TPS, r.ProxyCPUMicros = median(tps), median(cpu)
+	r.OldCPUMicros, r.NewCPUMicros = median(oldCPU), median(newCPU)
 	r.TPSMin, r.TPSMax = math.NaN(), math.NaN()
 	if len(tps) > 0 {
 		r.TPSMin, r.TPSMax = slices.Min(tps), slices.Max(tps)
@@ -628,15 +661,16 @@ func formatShadowReadTable(rows []srRow, rounds, secs int) string {
 	fmt.Fprintf(&b, "  new +%d ms: the new Postgres behind internal/delayproxy, which holds each of its answers that long\n",
 		shimDelay.Milliseconds())
 	b.WriteString("  proxy CPU: the proxy process's user+system time during the run, its shadow workers included, per transaction\n")
+	b.WriteString("  old/new DB CPU: the same for each Postgres server (postmaster, backends and background processes)\n")
 	fmt.Fprintf(&b, "  compared/matched/mismatched: /report?format=json, summed over the runs, once the shadower was done (up to %v after a run;\n", srDrainWait)
 	b.WriteString("  not waited for with the new database late); % of reads: compared / transactions (one read each)\n")
 	b.WriteString("  dropped/timeouts: shadowproxy_shadow_dropped_total / _timeouts_total from /metrics, summed over the runs\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\ttps\t×old-only\ttps range\tproxy CPU µs/txn\tcompared\t% of reads\tmatched\tmismatched\tdropped\ttimeouts")
+	fmt.Fprintln(tw, "target\ttps\t×old-only\ttps range\tCPU µs/txn: proxy\told DB\tnew DB\tcompared\t% of reads\tmatched\tmismatched\tdropped\ttimeouts")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s–%s\t%s\t", r.target.name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s–%s\t%s\t%s\t%s\t", r.target.name,
 			num(r.TPS, 0), num(srRatio(rows, r.target.kind, srOldOnly), 2), num(r.TPSMin, 0), num(r.TPSMax, 0),
-			num(r.ProxyCPUMicros, 0))
+			num(r.ProxyCPUMicros, 0), num(r.OldCPUMicros, 0), num(r.NewCPUMicros, 0))
 		if !r.target.shadows() {
 			fmt.Fprintln(tw, "-\t-\t-\t-\t-\t-")
 			continue

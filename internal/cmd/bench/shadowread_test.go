@@ -308,6 +308,8 @@ func srFixtureRuns(tgt srTarget, tps []float64, dropped, timeouts float64) []srR
 	for _, x := range tps {
 		r := srRun{pgbenchResult: pgbenchResult{TPS: x, LatencyMS: 1000 * srClients / x, Txns: int64(x * 5)}}
 		r.ProxyCPU = time.Duration(r.Txns) * 40 * time.Microsecond
+		r.OldCPU = time.Duration(r.Txns) * 60 * time.Microsecond
+		r.NewCPU = time.Duration(r.Txns) * 7 * time.Microsecond
 		if tgt.shadows() {
 			n := int64(float64(r.Txns) * tgt.rate)
 			r.End = shadowStatus{Report: compare.Report{Compared: n, Matched: n}, Dropped: dropped, Timeouts: timeouts}
@@ -350,7 +352,7 @@ func TestSummarizeAndFormatShadowRead(t *testing.T) {
 	}
 	// 43500 transactions over three 5 s runs, a tenth compared.
 	if sampled.TPS != 14500 || sampled.Reads != 217500 || sampled.Compared != 21750 || sampled.Matched != 21750 ||
-		sampled.Mismatched != 0 || sampled.ProxyCPUMicros != 40 || sampled.Undrained != 0 {
+		sampled.Mismatched != 0 || sampled.ProxyCPUMicros != 40 || sampled.OldCPUMicros != 60 || sampled.NewCPUMicros != 7 || sampled.Undrained != 0 {
 		t.Errorf("10%% %+v", sampled)
 	}
 	if full.Compared != full.Reads || full.Dropped != 30 {
@@ -376,11 +378,11 @@ func TestSummarizeAndFormatShadowRead(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^shadow-read: pgbench -S -M extended -c 8 -j 2 through the proxy, median of 3 interleaved 5 s runs$`,
 		`(?m)^  a fresh proxy and report directory per run; shadow defaults: max_concurrent 4, timeout 5s, queue 1024$`,
-		`(?m)^target +tps +×old-only +tps range +proxy CPU µs/txn +compared +% of reads +matched +mismatched +dropped +timeouts$`,
-		`(?m)^old-only +16000 +1\.00 +10000–17000 +40 +- +- +- +- +- +-$`,
-		`(?m)^shadow-read 10% +14500 +0\.91 +14000–15000 +40 +21750 +10\.0 +21750 +0 +0 +0$`,
-		`(?m)^shadow-read 100% +7500 +0\.47 +7000–8000 +40 +112500 +100\.0 +112500 +0 +30 +0$`,
-		`(?m)^shadow-read 10%, new \+50 ms +14800 +0\.93 +14400–15000 +40 +22100 +10\.0 +22100 +0 +5400 +3$`,
+		`(?m)^target +tps +×old-only +tps range +CPU µs/txn: proxy +old DB +new DB +compared +% of reads +matched +mismatched +dropped +timeouts$`,
+		`(?m)^old-only +16000 +1\.00 +10000–17000 +40 +60 +7 +- +- +- +- +- +-$`,
+		`(?m)^shadow-read 10% +14500 +0\.91 +14000–15000 +40 +60 +7 +21750 +10\.0 +21750 +0 +0 +0$`,
+		`(?m)^shadow-read 100% +7500 +0\.47 +7000–8000 +40 +60 +7 +112500 +100\.0 +112500 +0 +30 +0$`,
+		`(?m)^shadow-read 10%, new \+50 ms +14800 +0\.93 +14400–15000 +40 +60 +7 +22100 +10\.0 +22100 +0 +5400 +3$`,
 		`(?m)^shadow-read/old-only tps: 0\.91 at 10% sampling, 0\.47 at 100% \(measured, no goal: the shadow queries run on the same (\d+ CPUs|CPU)\), 0\.93 at 10% with the new database 50 ms late$`,
 		`(?m)^10% with the new database 50 ms late vs prompt: ×1\.02 tps \(unchanged down to ×0\.56: 5% or the baselines' spread of rounds\)$`,
 	} {
@@ -427,7 +429,7 @@ func TestFormatShadowReadTrouble(t *testing.T) {
 	text := formatShadowReadTable(rows, 1, 5)
 	t.Logf("\n%s", text)
 	for _, re := range []string{
-		`(?m)^shadow-read 100% +8000 +0\.50 +8000–8000 +40 +40000 +100\.0 +40000 +3 +0 +0$`,
+		`(?m)^shadow-read 100% +8000 +0\.50 +8000–8000 +40 +60 +7 +40000 +100\.0 +40000 +3 +0 +0$`,
 		`(?m)^shadow-read 100%: after 1 of 1 runs the shadower had not finished within 10s; their counts miss what was left$`,
 		`(?m)^note: shadow-read 100%: 2 mismatches were explained away as noise by their re-check, on data that does not change$`,
 		`(?m)^shadow-read 10%, new \+50 ms: 1 of the mismatches are shadow queries that timed out \(slowness, not a difference\)$`,
