@@ -341,30 +341,33 @@ func serverCPU(dataDir string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("server CPU: %s: postmaster PID %q: %w", dataDir, line, err)
 	}
-	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pm))
-	if err != nil {
-		return 0, fmt.Errorf("server CPU: postmaster: %w", err)
-	}
-	st, err := parseProcStat(string(b))
-	if err != nil {
-		return 0, fmt.Errorf("server CPU: postmaster: %w", err)
-	}
-	total := st.cpu + st.children
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, fmt.Errorf("server CPU: %w", err)
 	}
+	var total time.Duration
+	found := false
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 		if err != nil {
 			continue // ended since the listing
 		}
-		if c, err := parseProcStat(string(b)); err == nil && c.ppid == pm {
-			total += c.cpu
+		st, err := parseProcStat(string(b))
+		switch {
+		case err != nil:
+		case pid == pm:
+			total += st.cpu + st.children
+			found = true
+		case st.ppid == pm:
+			total += st.cpu
 		}
+	}
+	if !found {
+		return 0, fmt.Errorf("server CPU: postmaster %d (%s) is not running", pm, dataDir)
 	}
 	return total, nil
 }

@@ -437,7 +437,7 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 	if err != nil {
 		return run, err
 	}
-	run.ProxyCPU, run.OldCPU, run.NewCPU = cpu1[0]-cpu0[0], cpu1[1]-cpu0[1], cpu1[2]-cpu0[2]
+	run.ProxyCPU, run.OldCPU, run.NewCPU = cpu1.proxy-cpu0.proxy, cpu1.old-cpu0.old, cpu1.new-cpu0.new
 	if run.pgbenchResult, err = parsePGBench(out); err != nil {
 		return run, fmt.Errorf("%s: %w\n%s", t.name, err, tailLines(out, 20))
 	}
@@ -470,18 +470,22 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 	return run, nil
 }
 
+// srCPUTimes is the CPU time used so far by a run's proxy and its two
+// Postgres servers.
+type srCPUTimes struct{ proxy, old, new time.Duration }
+
 // srCPU reads the CPU time used so far by the proxy p and by the old and
-// the new Postgres servers of t, in that order.
-func srCPU(p *bgProc, t srTarget) ([3]time.Duration, error) {
-	var cpu [3]time.Duration
+// the new Postgres servers of t.
+func srCPU(p *bgProc, t srTarget) (srCPUTimes, error) {
+	var cpu srCPUTimes
 	var err error
-	if cpu[0], err = p.cpuTime(); err != nil {
+	if cpu.proxy, err = p.cpuTime(); err != nil {
 		return cpu, err
 	}
-	if cpu[1], err = serverCPU(t.oldDir); err != nil {
+	if cpu.old, err = serverCPU(t.oldDir); err != nil {
 		return cpu, fmt.Errorf("old Postgres: %w", err)
 	}
-	if cpu[2], err = serverCPU(t.newDir); err != nil {
+	if cpu.new, err = serverCPU(t.newDir); err != nil {
 		return cpu, fmt.Errorf("new Postgres: %w", err)
 	}
 	return cpu, nil
