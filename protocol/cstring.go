@@ -31,6 +31,7 @@ const (
 	MsgBackendKeyData   = 'K'
 	MsgParameterStatus  = 'S'
 	MsgReadyForQuery    = 'Z'
+	MsgDataRow          = 'D'
 	MsgErrorResponse    = 'E'
 	MsgNoticeResponse   = 'N'
 	MsgNegotiateVersion = 'v'

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,15 @@ type SchemaCatalog struct {
 	connect func(ctx context.Context) (*pgx.Conn, error)
 	mu      sync.Mutex // serializes reloads
 	cur     atomic.Pointer[catalogSnapshot]
+	reads   atomic.Uint64
+
+	// lookup is a connection kept for Persistence, which runs whenever
+	// rows of a table the catalog does not know come back (a new temporary
+	// table, typically): connecting each time would cost more than the
+	// query. Opened on first use, dropped after an error.
+	lmu    sync.Mutex
+	lookup *pgx.Conn
+	closed bool
 }
 
 var _ Catalog = (*SchemaCatalog)(nil)
@@ -54,7 +64,57 @@ func (c *SchemaCatalog) Reload(ctx context.Context) error {
 		snap.byOID[t.OID] = t
 	}
 	c.cur.Store(snap)
+	c.reads.Add(1)
 	return nil
+}
+
+// Reads returns how many times the catalog was read, the first time
+// included.
+func (c *SchemaCatalog) Reads() uint64 { return c.reads.Load() }
+
+// Persistence looks up one relation on the old database: its
+// relpersistence ('p' permanent, 'u' unlogged, 't' temporary), or 0 when no
+// relation with that OID is visible (dropped, or created by a transaction
+// that has not committed).
+func (c *SchemaCatalog) Persistence(ctx context.Context, oid uint32) (byte, error) {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	if c.closed {
+		return 0, errors.New("catalog: closed")
+	}
+	if c.lookup == nil || c.lookup.IsClosed() {
+		conn, err := c.connect(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("catalog: connecting to the old database: %w", err)
+		}
+		c.lookup = conn
+	}
+	var p string
+	err := c.lookup.QueryRow(ctx, "SELECT relpersistence::text FROM pg_catalog.pg_class WHERE oid = $1", oid).Scan(&p)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		c.lookup.Close(context.WithoutCancel(ctx))
+		c.lookup = nil
+		return 0, fmt.Errorf("catalog: looking up relation %d: %w", oid, err)
+	case len(p) != 1:
+		return 0, fmt.Errorf("catalog: relation %d has relpersistence %q", oid, p)
+	}
+	return p[0], nil
+}
+
+// Close closes the connection Persistence keeps.
+func (c *SchemaCatalog) Close(ctx context.Context) error {
+	c.lmu.Lock()
+	defer c.lmu.Unlock()
+	c.closed = true
+	if c.lookup == nil {
+		return nil
+	}
+	err := c.lookup.Close(ctx)
+	c.lookup = nil
+	return err
 }
 
 // Catalog returns the catalog as last loaded.

@@ -131,6 +131,34 @@ func (ss *session) layoutOf(body []byte) (*layout, error) {
 // splitDataRow returns the client's part of a captured DataRow (nil when
 // the client asked for no rows) and the raw values of every column (nil
 // for NULL). The values alias body.
+// dataRowColumn returns the value of column i of a DataRow body (nil for
+// NULL); ok is false when the row has no such column or is malformed.
+func dataRowColumn(body []byte, i int) (v []byte, ok bool) {
+	if len(body) < 2 || i < 0 || i >= int(binary.BigEndian.Uint16(body)) {
+		return nil, false
+	}
+	off := 2
+	for c := 0; ; c++ {
+		if len(body) < off+4 {
+			return nil, false
+		}
+		sz := int(int32(binary.BigEndian.Uint32(body[off:])))
+		off += 4
+		switch {
+		case sz < 0:
+			if c == i {
+				return nil, true
+			}
+		case len(body) < off+sz:
+			return nil, false
+		case c == i:
+			return body[off : off+sz], true
+		default:
+			off += sz
+		}
+	}
+}
+
 func (l *layout) splitDataRow(body []byte, vals [][]byte) (client []byte, _ [][]byte, err error) {
 	if len(body) < 2 {
 		return nil, nil, errors.New("short DataRow")

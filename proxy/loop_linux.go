@@ -29,7 +29,7 @@ import (
 // The loop does only what never blocks. In the dual-write phases it runs
 // the same trackClient and trackServer as the goroutines (capture, the
 // journal write before a COMMIT, shadow captures), up to a message that
-// could make them wait (clientMayWait, serverMayWait). That message, and
+// could make them wait (clientMayWait, serverMayWait, rowMayWait). That message, and
 // anything else — a message larger than the buffer, a write the socket
 // cannot take whole, an error, end of stream, Terminate — makes it hand
 // the session back ("demote") to the goroutine path, which carries on from
@@ -531,6 +531,11 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 		before := ur.Offset()
 		msg, ok, _ := ur.Next()
 		if !ok {
+			break
+		}
+		if typ == protocol.MsgDataRow && ss.tracking.Load() && ss.rowMayWait(msg.Body) {
+			ur.Rewind(before)
+			exit = demote
 			break
 		}
 		if out, replace := ss.serverMessage(msg); replace {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/shadowproxy/shadowproxy/mirror"
 	"github.com/shadowproxy/shadowproxy/rewrite"
 )
@@ -28,6 +30,9 @@ type Catalog interface {
 	CopyColumns(table string) (cols, identityAlways []string, ok bool)
 	// Reload re-reads the catalog, after DDL.
 	Reload(ctx context.Context) error
+	// Persistence looks up one relation on the old database by OID: its
+	// relpersistence ('p', 'u' or 't'), or 0 when there is none.
+	Persistence(ctx context.Context, oid uint32) (byte, error)
 }
 
 // Journal is the mirror's intake. *mirror.Mirror implements it.
@@ -70,7 +75,10 @@ type Mirroring struct {
 	notMirrored map[string]*NotMirrored // by fingerprint
 	drift       map[string]*SchemaDrift // DDL seen, by fingerprint
 	pkless      map[string]bool         // tables without a primary key that were written
-	unknown     map[uint32]time.Time    // table OIDs missing from the catalog
+
+	// Table OIDs whose rows are not mirrored (see resolveTable).
+	unresolvable *lru.Cache[uint32, unresolvable]
+	resolveMu    sync.Mutex
 }
 
 // NotMirrored is a class of statement whose effects the proxy could not
@@ -126,8 +134,8 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 		notMirrored: map[string]*NotMirrored{},
 		drift:       map[string]*SchemaDrift{},
 		pkless:      map[string]bool{},
-		unknown:     map[uint32]time.Time{},
 	}
+	m.unresolvable, _ = lru.New[uint32, unresolvable](maxUnresolvable)
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -215,28 +223,83 @@ func (m *Mirroring) Status() MirroringStatus {
 	return st
 }
 
-// resolveTable maps a captured row's tableoid to its table, reloading the
-// catalog once for an OID it does not know (a table created after start).
-func (m *Mirroring) resolveTable(oid uint32) (string, []string, bool) {
+// unresolvable is a table OID whose rows are not mirrored, and why, until
+// it is looked up again.
+type unresolvable struct {
+	reason string
+	until  time.Time
+}
+
+// reasonTemporary is why rows of a temporary table are not mirrored.
+const reasonTemporary = "write to a temporary table"
+
+const (
+	// maxUnresolvable bounds the OIDs remembered: an application that
+	// creates a temporary table per request makes a new one each time.
+	maxUnresolvable = 4096
+	// A temporary table stays temporary. A table missing from the catalog
+	// may show up there once the transaction that created it commits.
+	temporaryTTL = 10 * time.Minute
+	missingTTL   = 10 * time.Second
+)
+
+// knowsOID reports whether resolveTable answers for oid at once, without
+// asking the old database.
+func (m *Mirroring) knowsOID(oid uint32) bool {
+	if _, _, ok := m.catalog.TableByOID(oid); ok {
+		return true
+	}
+	u, ok := m.unresolvable.Peek(oid)
+	return ok && time.Now().Before(u.until)
+}
+
+// resolveTable maps a captured row's tableoid to its table, or says why
+// its rows are not mirrored. An OID the catalog does not know is looked up
+// on the old database, once per OID for a while: a temporary table's rows
+// are not mirrored (it exists in one session only); a permanent table made
+// since the catalog was read makes the catalog reload. It may wait for the
+// old database, and so never runs on the event loop (see rowMayWait).
+func (m *Mirroring) resolveTable(oid uint32) (table string, key []string, reason string) {
 	if name, key, ok := m.catalog.TableByOID(oid); ok {
-		return name, key, true
+		return name, key, ""
 	}
-	m.mu.Lock()
-	last, seen := m.unknown[oid]
-	if seen && time.Since(last) < 10*time.Second {
-		m.mu.Unlock()
-		return "", nil, false
+	if u, ok := m.unresolvable.Get(oid); ok && time.Now().Before(u.until) {
+		return "", nil, u.reason
 	}
-	m.unknown[oid] = time.Now()
-	m.mu.Unlock()
+	// Sessions that meet the same new table at once ask once.
+	m.resolveMu.Lock()
+	defer m.resolveMu.Unlock()
+	if name, key, ok := m.catalog.TableByOID(oid); ok {
+		return name, key, ""
+	}
+	if u, ok := m.unresolvable.Get(oid); ok && time.Now().Before(u.until) {
+		return "", nil, u.reason
+	}
+	remember := func(reason string, ttl time.Duration) (string, []string, string) {
+		m.unresolvable.Add(oid, unresolvable{reason: reason, until: time.Now().Add(ttl)})
+		return "", nil, reason
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	p, err := m.catalog.Persistence(ctx, oid)
+	switch {
+	case err != nil:
+		m.log.Warn("cannot look up the table of captured rows", "oid", oid, "err", err)
+		return remember("cannot look up the table of captured rows on the old database", missingTTL)
+	case p == 't':
+		return remember(reasonTemporary, temporaryTTL)
+	case p == 0:
+		return remember("rows of a table other sessions cannot see (created by the same transaction, or dropped since)", missingTTL)
+	}
 	if err := m.catalog.Reload(ctx); err != nil {
 		m.log.Warn("reloading the old database's catalog failed", "err", err)
-		return "", nil, false
+		return remember("cannot reload the old database's catalog", missingTTL)
 	}
 	m.capturer.Reset()
-	return m.catalog.TableByOID(oid)
+	if name, key, ok := m.catalog.TableByOID(oid); ok {
+		return name, key, ""
+	}
+	return remember("rows of a table missing from the catalog", missingTTL)
 }
 
 // schemaChanged is called after DDL: plans and keys may be stale.

@@ -92,7 +92,8 @@ type session struct {
 	tx         txBuffer
 	vals       [][]byte
 	stmtRows   int
-	unresolved int
+	unresolved string // why the statement's rows were not mirrored
+	temps      tempNames
 	endAfter   bool // upstream goroutine: end the session after this message (draining)
 	// layouts remembers parsed RowDescriptions of captured writes
 	// (upstream goroutine); see layoutOf.

@@ -66,6 +66,9 @@ func (ss *session) wantShadow(st *rewrite.Statement) bool {
 	case st.HasSideEffects:
 		sh.NotShadowed("read with side effects")
 		return false
+	case ss.readsTemporary(st):
+		sh.NotShadowed("read of a temporary table")
+		return false
 	}
 	return sh.Wants(st)
 }

@@ -62,7 +62,9 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		return modeNone, nil
 	}
 	if st.Kind == rewrite.DDL {
-		m.recordDrift(st)
+		if !ss.temporaryDDL(st) {
+			m.recordDrift(st)
+		}
 		return modeNone, nil
 	}
 	if !st.IsWrite() {
@@ -128,6 +130,13 @@ func (ss *session) planTruncate(st *rewrite.Statement) (stmtMode, *rewrite.Captu
 	tr, err := rewrite.ParseTruncate(st.SQL)
 	if err != nil {
 		m.recordNotMirrored(st, "cannot parse TRUNCATE: "+err.Error())
+		return modeNone, nil
+	}
+	ss.txMu.Lock()
+	temp := slices.ContainsFunc(tr.Tables, ss.temps.has)
+	ss.txMu.Unlock()
+	if temp {
+		m.recordNotMirrored(st, "TRUNCATE of a temporary table")
 		return modeNone, nil
 	}
 	for _, t := range tr.Tables {
@@ -310,7 +319,7 @@ func (ss *session) clientMayWait(msg protocol.Message) bool {
 		for _, st := range stmts {
 			switch {
 			case st.Kind == rewrite.Write && !ss.clientTx, // converted to a transaction of the proxy's own
-				st.Kind == rewrite.DDL,
+				st.Kind == rewrite.DDL && !ss.temporaryDDL(st),
 				st.Command == "COPY FROM",
 				isCommit(st) && ss.commitMayWait():
 				return true
@@ -324,7 +333,7 @@ func (ss *session) clientMayWait(msg protocol.Message) bool {
 		if p == nil || p.st == nil {
 			return false
 		}
-		return ss.capture && p.st.Kind == rewrite.DDL || isCommit(p.st) && ss.commitMayWait()
+		return ss.capture && p.st.Kind == rewrite.DDL && !ss.temporaryDDL(p.st) || isCommit(p.st) && ss.commitMayWait()
 	}
 	return false
 }
@@ -360,6 +369,47 @@ func (ss *session) bindMayWait(body []byte) bool {
 		return false
 	}
 	return !(len(b.resultFormats) == 0 || len(b.resultFormats) == 1 && b.resultFormats[0] == 0)
+}
+
+// captured returns how a DataRow answering e is captured: l is nil when
+// its rows are not.
+func (e expectation) captured() (l *layout, st *rewrite.Statement, mode stmtMode, plan *rewrite.Capture) {
+	switch e.kind {
+	case expExecute:
+		if e.portal != nil && e.portal.desc != nil {
+			l, st, mode, plan = e.portal.desc.layout, e.portal.st, e.portal.mode, e.portal.plan
+		}
+	case expQuery:
+		st, mode, plan = e.q.current()
+		l = e.q.cur
+	}
+	if mode == modeNone {
+		l = nil
+	}
+	return l, st, mode, plan
+}
+
+// rowMayWait reports whether trackServer could wait on a DataRow: a
+// captured row of a table the catalog does not know makes the proxy look
+// the table up on the old database (see Mirroring.resolveTable).
+func (ss *session) rowMayWait(body []byte) bool {
+	e, ok := ss.exp.peek()
+	if !ok {
+		return false
+	}
+	l, _, _, plan := e.captured()
+	if l == nil {
+		return false
+	}
+	v, ok := dataRowColumn(body, l.tabIdx)
+	if !ok {
+		return false // malformed: trackServer reports it
+	}
+	oid, err := strconv.ParseUint(string(v), 10, 32)
+	if err != nil || ss.srv.mirroring.knowsOID(uint32(oid)) {
+		return false
+	}
+	return plan == nil || !ss.temps.has(plan.Table) // see rowTable
 }
 
 // serverMayWait reports whether trackServer could wait on a ReadyForQuery
@@ -927,20 +977,8 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case 'T':
 		return ss.trackRowDescription(e, msg)
 	case 'D':
-		var l *layout
-		var st *rewrite.Statement
-		var mode stmtMode
-		var plan *rewrite.Capture
-		switch e.kind {
-		case expExecute:
-			if e.portal != nil && e.portal.desc != nil {
-				l, st, mode, plan = e.portal.desc.layout, e.portal.st, e.portal.mode, e.portal.plan
-			}
-		case expQuery:
-			st, mode, plan = e.q.current()
-			l = e.q.cur
-		}
-		if l == nil || mode == modeNone {
+		l, st, mode, plan := e.captured()
+		if l == nil {
 			return nil, false
 		}
 		client, vals, err := l.splitDataRow(msg.Body, ss.vals)
@@ -1117,14 +1155,20 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 	}
 	ss.tx.xid = xid
 	ss.stmtRows++
-	if mode == modeStatement {
-		return // the statement is mirrored once, at its CommandComplete
-	}
 	oid, _ := strconv.ParseUint(string(vals[l.tabIdx]), 10, 32)
 	m := ss.srv.mirroring
-	table, key, ok := m.resolveTable(uint32(oid))
-	if !ok {
-		ss.unresolved++
+	if mode == modeStatement {
+		// The statement is mirrored once, at its CommandComplete, unless
+		// its table turns out to be one not mirrored (a temporary table
+		// that hides a permanent one of the same name).
+		if ss.stmtRows == 1 {
+			_, _, ss.unresolved = ss.rowTable(uint32(oid), plan)
+		}
+		return
+	}
+	table, key, why := ss.rowTable(uint32(oid), plan)
+	if why != "" {
+		ss.unresolved = why
 		return
 	}
 	if len(key) == 0 {
@@ -1166,6 +1210,19 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 	}
 }
 
+// rowTable resolves the table of a captured row (see
+// Mirroring.resolveTable). A table unknown to the catalog that the
+// statement names as one of the session's temporary tables is that
+// temporary table: the old database cannot say so while the transaction
+// that created it is open, and asking would hold up the session.
+func (ss *session) rowTable(oid uint32, plan *rewrite.Capture) (table string, key []string, reason string) {
+	m := ss.srv.mirroring
+	if plan != nil && ss.temps.has(plan.Table) && !m.knowsOID(oid) {
+		return "", nil, reasonTemporary
+	}
+	return m.resolveTable(oid)
+}
+
 func keyValue(l *layout, row []mirror.Value, col string) mirror.Value {
 	for i, c := range l.cols {
 		if c.Name == col {
@@ -1191,7 +1248,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		tag = string(t)
 	}
 	m := ss.srv.mirroring
-	if mode == modeStatement && ss.stmtRows > 0 && st != nil {
+	if mode == modeStatement && ss.stmtRows > 0 && st != nil && ss.unresolved == "" {
 		if c, ok := ss.statementChange(st, p); ok {
 			ss.tx.add(c)
 		}
@@ -1199,10 +1256,15 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 	if mode == modeTruncate && msg.Type == 'C' && st != nil {
 		ss.truncateChanges(st)
 	}
-	if ss.unresolved > 0 && st != nil {
-		m.recordNotMirrored(st, "rows of a table missing from the catalog (temporary table?)")
+	if ss.unresolved != "" && st != nil {
+		m.recordNotMirrored(st, ss.unresolved)
 	}
-	ss.stmtRows, ss.unresolved = 0, 0
+	ss.stmtRows, ss.unresolved = 0, ""
+	schemaChanged := false
+	if st != nil && st.Kind == rewrite.DDL && ss.capture {
+		schemaChanged = !ss.temps.isTemporaryDDL(st)
+		ss.temps.ddlDone(st, ss.tx.explicit)
+	}
 	cmd, _, _ := strings.Cut(tag, " ")
 	switch cmd {
 	case "BEGIN", "START":
@@ -1226,6 +1288,11 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		ss.journalLate()
 		ss.tx.discard()
 		ss.tx.explicit = st != nil && st.TxChain
+		ss.temps.txEnded(true)
+	case "DISCARD":
+		if tag == "DISCARD ALL" || tag == "DISCARD TEMP" {
+			ss.temps.discard()
+		}
 	case "ROLLBACK":
 		switch {
 		case strings.HasPrefix(tag, "ROLLBACK PREPARED"):
@@ -1243,6 +1310,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		default:
 			ss.tx.discard()
 			ss.tx.explicit = st != nil && st.TxChain
+			ss.temps.txEnded(false)
 		}
 	case "SAVEPOINT":
 		if st != nil {
@@ -1257,7 +1325,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 			ss.tx.discard() // journaled before the PREPARE
 		}
 	}
-	if st != nil && st.Kind == rewrite.DDL && ss.capture {
+	if schemaChanged {
 		m.schemaChanged()
 	}
 	ss.tx.statementDone()

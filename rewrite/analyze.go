@@ -333,6 +333,13 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 		}
 	}
 	setDDL := func(cmd string) { st.Kind, st.Command = DDL, cmd }
+	// creates notes whether a relation being created is temporary.
+	creates := func(rv *pg.RangeVar, onCommit pg.OnCommitAction) {
+		if rv != nil && (rv.GetRelpersistence() == "t" || rv.GetSchemaname() == "pg_temp") {
+			st.Temporary = true
+			st.TempDropOnCommit = onCommit == pg.OnCommitAction_ONCOMMIT_DROP
+		}
+	}
 
 	switch x := n.GetNode().(type) {
 	case *pg.Node_SelectStmt:
@@ -341,6 +348,7 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 		case x.SelectStmt.GetIntoClause() != nil:
 			setDDL("SELECT INTO")
 			target(x.SelectStmt.GetIntoClause().GetRel())
+			creates(x.SelectStmt.GetIntoClause().GetRel(), x.SelectStmt.GetIntoClause().GetOnCommit())
 			ddl = appendUnique(ddl, a.writes...)
 		case a.hasDML:
 			st.Kind = Write
@@ -474,6 +482,7 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 	case *pg.Node_CreateStmt:
 		setDDL("CREATE TABLE")
 		target(x.CreateStmt.GetRelation())
+		creates(x.CreateStmt.GetRelation(), x.CreateStmt.GetOncommit())
 	case *pg.Node_CreateForeignTableStmt:
 		setDDL("CREATE FOREIGN TABLE")
 		target(x.CreateForeignTableStmt.GetBaseStmt().GetRelation())
@@ -484,6 +493,7 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 			st.Command = "CREATE MATERIALIZED VIEW"
 		}
 		target(c.GetInto().GetRel())
+		creates(c.GetInto().GetRel(), c.GetInto().GetOnCommit())
 		ddl = appendUnique(ddl, a.writes...)
 	case *pg.Node_AlterTableStmt:
 		setDDL("ALTER " + objectTypeName(x.AlterTableStmt.GetObjtype()))
@@ -494,9 +504,11 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 	case *pg.Node_ViewStmt:
 		setDDL("CREATE VIEW")
 		target(x.ViewStmt.GetView())
+		creates(x.ViewStmt.GetView(), pg.OnCommitAction_ONCOMMIT_NOOP)
 	case *pg.Node_CreateSeqStmt:
 		setDDL("CREATE SEQUENCE")
 		target(x.CreateSeqStmt.GetSequence())
+		creates(x.CreateSeqStmt.GetSequence(), pg.OnCommitAction_ONCOMMIT_NOOP)
 	case *pg.Node_AlterSeqStmt:
 		setDDL("ALTER SEQUENCE")
 		target(x.AlterSeqStmt.GetSequence())

@@ -194,6 +194,14 @@ type Statement struct {
 	// flag is still a Read but must not be shadowed or retried.
 	HasSideEffects bool
 
+	// Temporary is set for DDL that creates a temporary relation (CREATE
+	// TEMP TABLE / VIEW / SEQUENCE, CREATE TEMP TABLE AS, SELECT INTO TEMP,
+	// or a name in schema pg_temp): it changes one session, not the
+	// database's schema. TempDropOnCommit is set when the table goes at the
+	// end of the transaction (ON COMMIT DROP).
+	Temporary        bool
+	TempDropOnCommit bool
+
 	// TxChain is set for COMMIT AND CHAIN / ROLLBACK AND CHAIN: a new
 	// transaction begins immediately.
 	TxChain bool

@@ -85,6 +85,16 @@ var classifyCases = []struct {
 	{"CREATE TABLE t2 AS SELECT * FROM t1", []Statement{{Kind: DDL, Command: "CREATE TABLE AS", Tables: s("t2", "t1"), WriteTables: s("t2")}}},
 	{"CREATE MATERIALIZED VIEW mv AS SELECT count(*) FROM t", []Statement{{Kind: DDL, Command: "CREATE MATERIALIZED VIEW", Tables: s("mv", "t"), WriteTables: s("mv")}}},
 
+	// Temporary relations belong to one session.
+	{"CREATE TEMP TABLE scratch (id int PRIMARY KEY, v text)", []Statement{{Kind: DDL, Command: "CREATE TABLE", Tables: s("scratch"), WriteTables: s("scratch"), Temporary: true}}},
+	{"create temporary table scratch (id int) on commit drop", []Statement{{Kind: DDL, Command: "CREATE TABLE", Tables: s("scratch"), WriteTables: s("scratch"), Temporary: true, TempDropOnCommit: true}}},
+	{"CREATE TABLE pg_temp.scratch (id int)", []Statement{{Kind: DDL, Command: "CREATE TABLE", Tables: s("pg_temp.scratch"), WriteTables: s("pg_temp.scratch"), Temporary: true}}},
+	{"CREATE UNLOGGED TABLE logs (id int)", []Statement{{Kind: DDL, Command: "CREATE TABLE", Tables: s("logs"), WriteTables: s("logs")}}},
+	{"CREATE TEMP TABLE ids ON COMMIT DROP AS SELECT id FROM users", []Statement{{Kind: DDL, Command: "CREATE TABLE AS", Tables: s("ids", "users"), WriteTables: s("ids"), Temporary: true, TempDropOnCommit: true}}},
+	{"SELECT id INTO TEMP ids FROM users", []Statement{{Kind: DDL, Command: "SELECT INTO", Tables: s("ids", "users"), WriteTables: s("ids"), Temporary: true}}},
+	{"CREATE TEMP VIEW v AS SELECT 1", []Statement{{Kind: DDL, Command: "CREATE VIEW", Tables: s("v"), WriteTables: s("v"), Temporary: true}}},
+	{"CREATE TEMP SEQUENCE seq", []Statement{{Kind: DDL, Command: "CREATE SEQUENCE", Tables: s("seq"), WriteTables: s("seq"), Temporary: true}}},
+
 	// DDL.
 	{"CREATE TABLE app.items (id bigserial PRIMARY KEY, owner int REFERENCES users(id))",
 		[]Statement{{Kind: DDL, Command: "CREATE TABLE", Tables: s("app.items", "users"), WriteTables: s("app.items")}}},

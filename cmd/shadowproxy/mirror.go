@@ -212,6 +212,9 @@ type mirrorStatus struct {
 	Overflowed    bool     `json:"overflowed"`
 	DirtyTables   []string `json:"dirty_tables"`
 	TriggerWrites []string `json:"triggers_writing_other_tables"`
+	// CatalogReloads counts the times the old database's catalog was read
+	// again: after DDL, or for rows of a table it did not know.
+	CatalogReloads uint64 `json:"catalog_reloads"`
 	proxy.MirroringStatus
 }
 
@@ -222,6 +225,7 @@ func (dw *dualWrite) status() mirrorStatus {
 		DeadLettered: s.DeadLettered, Dropped: s.Dropped, Pending: s.Pending, Aborted: s.Aborted, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
 		LastSeq: s.LastSeq, Spooling: s.Spooling, Overflowed: s.Overflowed, DirtyTables: s.DirtyTables,
 		TriggerWrites:   []string{},
+		CatalogReloads:  dw.catalog.Reads() - 1, // the first read is not a reload
 		MirroringStatus: dw.mirroring.Status(),
 	}
 	if st.DirtyTables == nil {
@@ -236,5 +240,5 @@ func (dw *dualWrite) status() mirrorStatus {
 }
 
 func (dw *dualWrite) close(ctx context.Context) error {
-	return errors.Join(dw.shadower.Close(ctx), dw.mirror.Close(ctx))
+	return errors.Join(dw.shadower.Close(ctx), dw.mirror.Close(ctx), dw.catalog.Close(ctx))
 }

@@ -114,6 +114,19 @@ func TestShadowReadPostgres(t *testing.T) {
 	}
 	close(stop)
 	<-done
+	// A temporary table is the session's own: the new database has no such
+	// table, and reading it is not shadowed.
+	if _, err := c.Exec(ctx, "create temp table mine (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Exec(ctx, "select * from mine join items on items.id = mine.id"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.metric(`shadowproxy_shadow_not_shadowed_total{reason="read of a temporary table"}`); got != 3 {
+		t.Errorf("%d reads of a temporary table not shadowed, want 3", got)
+	}
 	waitFor(t, "the comparisons", func() bool {
 		r := report(t, p)
 		return r["compared"].(float64)+r["noise"].(float64) >= 63
