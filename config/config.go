@@ -57,6 +57,11 @@ type ShadowConfig struct {
 	MirrorWait time.Duration `toml:"mirror_wait"`
 	// MaxConcurrent bounds shadow queries running at once.
 	MaxConcurrent int `toml:"max_concurrent"`
+	// BatchWindow is how long a shadow worker waits for reads to queue up
+	// behind the first, which it then sends to the new database together
+	// (0: no waiting); BatchSize bounds a batch (1: no batches).
+	BatchWindow time.Duration `toml:"batch_window"`
+	BatchSize   int           `toml:"batch_size"`
 	// MemoryCap bounds the memory of captured old results, in bytes.
 	MemoryCap int64 `toml:"memory_cap"`
 }
@@ -173,6 +178,8 @@ func DefaultConfig() *Config {
 			Timeout:       5 * time.Second,
 			MirrorWait:    2 * time.Second,
 			MaxConcurrent: 4,
+			BatchWindow:   5 * time.Millisecond,
+			BatchSize:     32,
 			MemoryCap:     64 << 20,
 		},
 		Mirror: MirrorConfig{
@@ -372,6 +379,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Shadow.MaxConcurrent <= 0 {
 		bad("shadow.max_concurrent", "must be positive, got %d", c.Shadow.MaxConcurrent)
+	}
+	if c.Shadow.BatchWindow < 0 || c.Shadow.BatchWindow > time.Second {
+		bad("shadow.batch_window", "must be between 0 and 1s, got %s", c.Shadow.BatchWindow)
+	}
+	if c.Shadow.BatchSize < 1 || c.Shadow.BatchSize > 1024 {
+		bad("shadow.batch_size", "must be between 1 and 1024, got %d", c.Shadow.BatchSize)
 	}
 	if c.Shadow.MemoryCap < 1<<20 {
 		bad("shadow.memory_cap", "must be at least 1 MiB, got %d", c.Shadow.MemoryCap)

@@ -22,6 +22,13 @@ type reader interface {
 	close() error
 }
 
+// batchReader is a reader that runs several requests' reads at once.
+type batchReader interface {
+	// readBatch runs the reads of reqs and sets out[i] to what reqs[i]'s
+	// came back with, as read would return it.
+	readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult)
+}
+
 // errUnreachable wraps failures to reach a database (connect, lost
 // connection) as opposed to errors a query returned.
 var errUnreachable = errors.New("database unreachable")

@@ -9,17 +9,24 @@
 //
 //	Submit     non-blocking send into a bounded queue (QueueLen); a full
 //	           queue drops the request and counts it
-//	worker     MaxConcurrent goroutines, each with its own connection:
+//	worker     MaxConcurrent goroutines, each with its own connection,
+//	           taking turns to gather a batch: the first request, and those
+//	           that queue up behind it within BatchWindow (at once when
+//	           there is a backlog), up to MaxBatch. For each request:
 //	           1. decode the old rows (compare.PGRowDecoder)
 //	           2. wait until the mirror has applied Request.MirrorSeq, at
-//	              most MirrorWait (then compare anyway, labelled
-//	              RuleMirrorLag)
+//	              most MirrorWait for the batch (then compare anyway,
+//	              labelled RuleMirrorLag)
 //	           3. run the read on the new database within Timeout:
 //	              Postgres with the client's own parameter types, bytes and
-//	              formats and result formats (pgconn, a read-only session);
-//	              MySQL with the text of rewrite.TranslateToMySQL and the
-//	              parameters converted like the mirror's row images
-//	              (mysqltarget.Converter; binary ones decoded by type first)
+//	              formats and result formats (pgconn, a read-only session,
+//	              named prepared statements; a batch goes out as one
+//	              pipeline with a Sync after each read, so that each keeps
+//	              its own error, and a read's latency counts from the end of
+//	              the one before it); MySQL one by one, with the text of
+//	              rewrite.TranslateToMySQL and the parameters converted like
+//	              the mirror's row images (mysqltarget.Converter; binary ones
+//	              decoded by type first)
 //	           4. compare.Compare by the query's shape (compare.ShapeFromSQL)
 //	           5. now and then (NoiseSample) run the read on the old
 //	              database again: old answers that differ among themselves

@@ -76,15 +76,38 @@ func myDatabase(t *testing.T, name string) string {
 
 func pgExec(t *testing.T, url, sql string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	ctx, c, done := pgConnect(t, url)
+	defer done()
 	if _, err := c.Exec(ctx, sql).ReadAll(); err != nil {
 		t.Fatalf("postgres: %v\n%s", err, sql)
+	}
+}
+
+// pgQuery returns the first value of the first row sql returns.
+func pgQuery(t *testing.T, url, sql string) string {
+	t.Helper()
+	ctx, c, done := pgConnect(t, url)
+	defer done()
+	res := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
+		t.Fatalf("postgres: %v (%d rows)\n%s", res.Err, len(res.Rows), sql)
+	}
+	return string(res.Rows[0][0])
+}
+
+// pgConnect connects to url, and returns a context bounding the
+// connection's use and the function that ends both.
+func pgConnect(t *testing.T, url string) (context.Context, *pgconn.PgConn, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	c, err := pgconn.Connect(ctx, url)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return ctx, c, func() {
+		c.Close(context.Background())
+		cancel()
 	}
 }
 

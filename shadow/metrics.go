@@ -58,6 +58,7 @@ type shadowMetrics struct {
 	noiseDiffer prometheus.Counter
 	memoryFull  prometheus.Counter
 	newLatency  prometheus.Histogram
+	batchSize   prometheus.Histogram
 
 	notShadowedVec *prometheus.CounterVec
 	// notShadowed is a copy-on-write map of resolved children, so the
@@ -110,6 +111,12 @@ func newMetrics(s *Shadower) *shadowMetrics {
 		Buckets: []float64{250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10},
 	})
 	m.collectors = append(m.collectors, m.newLatency)
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    metricPrefix + "batch_size",
+		Help:    "Reads per batch a worker took (see shadow.batch_window).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	m.collectors = append(m.collectors, m.batchSize)
 	m.notShadowedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metricPrefix + "not_shadowed_total",
 		Help: "Reads not shadowed, by reason (at most 32 reasons; the rest count as \"other\").",

@@ -160,7 +160,167 @@ func (p *pgReader) readOn(ctx context.Context, conn *pgConn, w *worker, r *Reque
 	if err != nil {
 		return pgFailure(ctx, err, timeout, started)
 	}
-	rr := conn.ExecPrepared(ctx, name, r.Params, r.ParamFormats, r.ResultFormats)
+	res, held, err := collectRows(w, conn.ExecPrepared(ctx, name, r.Params, r.ParamFormats, r.ResultFormats), digestOnly)
+	switch {
+	case err == nil:
+		res.Elapsed = time.Since(started)
+		return res, held, nil
+	case errors.Is(err, errDecode):
+		return nil, 0, err
+	case replanned(err):
+		// DDL on the new database changed what the prepared statement
+		// returns: prepare it afresh and read again, once.
+		conn.forget(r.sql(), oids)
+		if !retried {
+			return p.readOn(ctx, conn, w, r, digestOnly, true)
+		}
+	}
+	return pgFailure(ctx, err, timeout, started)
+}
+
+var _ batchReader = (*pgReader)(nil)
+
+// readBatch implements batchReader: the reads go out in one pipeline on
+// one connection, each in its own implicit transaction (a Sync after
+// each), so that one read's error does not touch the others. A read's
+// latency is the time from the previous read's end (or from sending the
+// batch) to its own end: how long the server took with it, with the round
+// trip counted once.
+func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult) {
+	started := time.Now()
+	timeout := w.s.opts.Timeout
+	fail := func(idx []int, err error) {
+		for _, i := range idx {
+			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, started)
+		}
+	}
+	all := make([]int, len(reqs))
+	for i := range all {
+		all[i] = i
+	}
+	conn, err := p.acquire(ctx)
+	if err != nil {
+		for i := range out {
+			if ctx.Err() != nil {
+				out[i].res = timeoutResult(timeout, started)
+			} else {
+				out[i].err = fmt.Errorf("%w: %w", errUnreachable, err)
+			}
+		}
+		return
+	}
+	defer p.release(conn)
+	// Statements new to the connection are prepared first, one by one: one
+	// the new database refuses is that read's answer.
+	names := make([]string, len(reqs))
+	var run []int
+	for i, r := range reqs {
+		name, err := conn.statement(ctx, r.sql(), portableOIDs(r.ParamOIDs, len(r.Params)))
+		if err != nil {
+			fail([]int{i}, err)
+			if conn.IsClosed() {
+				fail(run, err)
+				fail(all[i+1:], err)
+				return
+			}
+			continue
+		}
+		names[i] = name
+		run = append(run, i)
+	}
+	if len(run) == 0 {
+		return
+	}
+	pl := conn.StartPipeline(ctx)
+	for _, i := range run {
+		r := reqs[i]
+		pl.SendQueryPrepared(names[i], r.Params, r.ParamFormats, r.ResultFormats)
+		pl.SendPipelineSync()
+	}
+	last := time.Now()
+	if err := pl.Flush(); err != nil {
+		_ = pl.Close()
+		fail(run, err)
+		return
+	}
+	var retry []int
+	for k, i := range run {
+		res, held, err := pipelineResult(w, pl, reqs[i].Truncated)
+		var pgErr *pgconn.PgError
+		switch {
+		case err == nil:
+			out[i] = readResult{res: res, held: held}
+		case errors.Is(err, errDecode):
+			out[i].err = err
+		case replanned(err):
+			retry = append(retry, i)
+		case errors.As(err, &pgErr):
+			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, last)
+		default:
+			// The connection failed: this read and those after it.
+			_ = pl.Close()
+			fail(run[k:], err)
+			return
+		}
+		now := time.Now()
+		if out[i].res != nil {
+			out[i].res.Elapsed = now.Sub(last)
+		}
+		last = now
+	}
+	if err := pl.Close(); err != nil && conn.IsClosed() {
+		fail(retry, err)
+		return
+	}
+	for _, i := range retry {
+		// As readOn: the prepared statement went stale; once more afresh.
+		conn.forget(reqs[i].sql(), portableOIDs(reqs[i].ParamOIDs, len(reqs[i].Params)))
+		out[i].res, out[i].held, out[i].err = p.readOn(ctx, conn, w, reqs[i], reqs[i].Truncated, true)
+	}
+}
+
+// pipelineResult reads the next read's result of a pipeline and the Sync
+// after it: the result, or the error that ended it — a *pgconn.PgError of
+// the query, errDecode, or the connection's.
+func pipelineResult(w *worker, pl *pgconn.Pipeline, digestOnly bool) (res *compare.Result, held int64, err error) {
+	got, err := pl.GetResults()
+	if err == nil {
+		rr, ok := got.(*pgconn.ResultReader)
+		if !ok {
+			return nil, 0, fmt.Errorf("shadow: pipeline: %T where a result was due", got)
+		}
+		res, held, err = collectRows(w, rr, digestOnly)
+	}
+	var pgErr *pgconn.PgError
+	if err != nil && !errors.As(err, &pgErr) && !errors.Is(err, errDecode) {
+		return nil, 0, err
+	}
+	for {
+		got, serr := pl.GetResults()
+		if _, ok := got.(*pgconn.PipelineSync); ok {
+			return res, held, err
+		}
+		switch {
+		case errors.As(serr, &pgErr):
+			// An error between the result and its Sync: the read's.
+			if err == nil {
+				w.s.Release(held)
+				res, held, err = nil, 0, serr
+			}
+		case serr != nil:
+			w.s.Release(held)
+			return nil, 0, serr
+		default:
+			w.s.Release(held)
+			return nil, 0, fmt.Errorf("shadow: pipeline: %T where a Sync was due", got)
+		}
+	}
+}
+
+// collectRows reads a result to its end: its rows decoded and collected,
+// or the error that ended it (wrapping errDecode when a row could not be
+// decoded). Elapsed is left to the caller.
+func collectRows(w *worker, rr *pgconn.ResultReader, digestOnly bool) (*compare.Result, int64, error) {
 	var col *collector
 	var decErr error
 	if fds := rr.FieldDescriptions(); fds != nil {
@@ -180,34 +340,21 @@ func (p *pgReader) readOn(ctx context.Context, conn *pgConn, w *worker, r *Reque
 			col.add(row, raw)
 		}
 	}
-	_, err = rr.Close()
-	if decErr != nil {
+	_, err := rr.Close()
+	if decErr != nil || err != nil {
 		if col != nil {
 			col.release()
 		}
-		return nil, 0, fmt.Errorf("%w: %w", errDecode, decErr)
-	}
-	if err != nil {
-		if col != nil {
-			col.release()
+		if decErr != nil {
+			return nil, 0, fmt.Errorf("%w: %w", errDecode, decErr)
 		}
-		if replanned(err) {
-			// DDL on the new database changed what the prepared statement
-			// returns: prepare it afresh and read again, once.
-			conn.forget(r.sql(), oids)
-			if !retried {
-				return p.readOn(ctx, conn, w, r, digestOnly, true)
-			}
-		}
-		return pgFailure(ctx, err, timeout, started)
+		return nil, 0, err
 	}
 	if col == nil {
 		// A statement without a result set: nothing but its success.
-		return &compare.Result{Elapsed: time.Since(started)}, 0, nil
+		return &compare.Result{}, 0, nil
 	}
-	res := col.result()
-	res.Elapsed = time.Since(started)
-	return res, col.size, nil
+	return col.result(), col.size, nil
 }
 
 // pgFailure turns an error of a shadow read into its result: the new

@@ -77,6 +77,7 @@ type Shadower struct {
 
 	mem          atomic.Int64 // bytes reserved
 	queue        chan *Request
+	gather       chan struct{} // held by the worker gathering a batch
 	rechecks     chan *job
 	rechecksHeld atomic.Int64 // re-checks scheduled or queued
 	maxRechecks  int64
@@ -137,6 +138,7 @@ func New(ctx context.Context, opts Options) (*Shadower, error) {
 		prep:        prep,
 		classes:     make(map[string]*class),
 		queue:       make(chan *Request, o.QueueLen),
+		gather:      make(chan struct{}, 1),
 		maxRechecks: int64(max(o.QueueLen/4, o.MaxConcurrent)),
 		timers:      make(map[*job]*time.Timer),
 		done:        make(chan struct{}),

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shadowproxy/shadowproxy/compare"
 )
@@ -616,7 +617,7 @@ func TestPreparedStatementSurvivesDDL(t *testing.T) {
 	for _, u := range []string{oldURL, newURL} {
 		pgExec(t, u, "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 20)")
 	}
-	s := newShadower(t, Options{NewURL: newURL, MaxConcurrent: 1, NoiseSample: -1, RecheckDelay: -1})
+	s := newShadower(t, Options{NewURL: newURL, MaxConcurrent: 1, NoiseSample: -1, RecheckDelay: -1, BatchWindow: 100 * time.Millisecond})
 	old := newOldConn(t, oldURL)
 	q := query{sql: "SELECT k, v FROM kv WHERE k = $1", params: []param{{oid: 23, v: int32(2)}}}
 	submit(t, s, old.capture(q))
@@ -626,6 +627,16 @@ func TestPreparedStatementSurvivesDDL(t *testing.T) {
 	rep := waitRecorded(t, s, 2)
 	if rep.Matched != 2 || rep.Mismatched != 0 {
 		t.Fatalf("matched %d mismatched %d, want 2 and 0:%s", rep.Matched, rep.Mismatched, describeDiffs(rep))
+	}
+	// The same in a batch: both reads of the stale statement are read again.
+	pgExec(t, newURL, "ALTER TABLE kv ALTER COLUMN v TYPE int")
+	for range 2 {
+		submit(t, s, old.capture(q))
+	}
+	submit(t, s, old.capture(query{sql: "SELECT count(*) FROM kv"}))
+	rep = waitRecorded(t, s, 5)
+	if rep.Matched != 5 || rep.Mismatched != 0 {
+		t.Fatalf("matched %d mismatched %d, want 5 and 0:%s", rep.Matched, rep.Mismatched, describeDiffs(rep))
 	}
 }
 
@@ -661,5 +672,98 @@ func TestPreparedStatementsBounded(t *testing.T) {
 	}
 	if n, _ := strconv.Atoi(string(res.Rows[0][0])); n > preparedPerConn {
 		t.Errorf("%d statements prepared on the connection, want at most %d", n, preparedPerConn)
+	}
+}
+
+// Reads that queue up together go to the new database as one pipelined
+// batch, and each keeps its own outcome: a statement the new database
+// refuses to prepare, one that fails while running, and value differences
+// between reads that match.
+func TestBatchedReads(t *testing.T) {
+	oldURL, newURL := pgDatabase(t, "batch_old"), pgDatabase(t, "batch_new")
+	pgExec(t, oldURL, "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 20), (3, 30); CREATE TABLE onlyold (a int)")
+	pgExec(t, newURL, "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 21), (3, 0)")
+	s := newShadower(t, Options{NewURL: newURL, MaxConcurrent: 1, BatchWindow: 200 * time.Millisecond, NoiseSample: -1, RecheckDelay: -1})
+	old := newOldConn(t, oldURL)
+	k := func(n int32) []param { return []param{{oid: pgtype.Int4OID, v: n}} }
+	qs := []struct {
+		q    query
+		want compare.DiffType // "" for a match
+	}{
+		{query{sql: "SELECT k, v FROM kv WHERE k = $1", params: k(1)}, ""},
+		{query{sql: "SELECT a FROM onlyold"}, compare.DiffError},
+		{query{sql: "SELECT 300 / v AS q FROM kv WHERE k = $1", params: k(3)}, compare.DiffError},
+		{query{sql: "SELECT v, k FROM kv WHERE k = $1 AND v > 0", params: k(2), binaryResult: true}, compare.DiffValue},
+		{query{sql: "SELECT k, v FROM kv ORDER BY k"}, compare.DiffValue},
+		{query{sql: "SELECT k FROM kv WHERE k = $1", params: k(2)}, ""},
+	}
+	fps := make([]string, len(qs))
+	for i, q := range qs {
+		r := old.capture(q.q)
+		fps[i] = r.Statement.Fingerprint
+		submit(t, s, r)
+	}
+	rep := waitRecorded(t, s, int64(len(qs)))
+	classes := map[string]*compare.ClassReport{}
+	for i := range rep.Classes {
+		classes[rep.Classes[i].Fingerprint] = &rep.Classes[i]
+	}
+	for i, q := range qs {
+		c := classes[fps[i]]
+		if c == nil {
+			t.Errorf("%s: no class in the report (%d classes)", q.q.sql, len(rep.Classes))
+			continue
+		}
+		if q.want == "" {
+			if c.Matched != 1 {
+				t.Errorf("%s: matched %d, want 1:%s", q.q.sql, c.Matched, describeDiffs(rep))
+			}
+			continue
+		}
+		if c.Mismatched != 1 || c.Differences[q.want] == 0 {
+			t.Errorf("%s: mismatched %d with %v, want one %s:%s", q.q.sql, c.Mismatched, c.Differences, q.want, describeDiffs(rep))
+		}
+		if c.NewLatency.Count != 1 {
+			t.Errorf("%s: new latency not recorded: %+v", q.q.sql, c.NewLatency)
+		}
+	}
+	m := &dto.Metric{}
+	if err := s.met.batchSize.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != float64(len(qs)) {
+		t.Errorf("%d batches of %v reads in all, want 1 of %d", h.GetSampleCount(), h.GetSampleSum(), len(qs))
+	}
+}
+
+// A connection lost in the middle of a batch: the reads that came back are
+// compared, the rest count as the new database unreachable.
+func TestBatchConnectionLost(t *testing.T) {
+	oldURL, newURL := pgDatabase(t, "batchlost_old"), pgDatabase(t, "batchlost_new")
+	s := newShadower(t, Options{NewURL: newURL, MaxConcurrent: 1, BatchWindow: 200 * time.Millisecond, NoiseSample: -1, RecheckDelay: -1})
+	old := newOldConn(t, oldURL)
+	for _, sql := range []string{"SELECT 1 AS a", "SELECT pg_sleep(1)::text AS b", "SELECT 2 AS c"} {
+		submit(t, s, old.capture(query{sql: sql}))
+	}
+	// Once the batch runs, end the shadow connection's backend.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res := pgQuery(t, newURL, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'shadowproxy-shadow' AND query LIKE '%pg_sleep%' AND state = 'active'")
+		if res == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep := waitRecorded(t, s, 3)
+	if rep.Matched != 1 || rep.Ignored != 2 {
+		t.Fatalf("matched %d ignored %d, want 1 and 2:%s", rep.Matched, rep.Ignored, describeDiffs(rep))
+	}
+	for _, c := range rep.Classes {
+		if c.Matched == 0 && c.Ignored[IgnoredNewUnreachable] != 1 {
+			t.Errorf("%s: ignored %v, want the new database unreachable", c.Query, c.Ignored)
+		}
 	}
 }

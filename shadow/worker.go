@@ -1,9 +1,11 @@
 package shadow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,11 +15,13 @@ import (
 	"github.com/shadowproxy/shadowproxy/mirror"
 )
 
-// worker runs shadow reads one at a time. Its pgtype.Map (not safe for
-// concurrent use) decodes binary values.
+// worker runs shadow reads, a batch at a time. Its pgtype.Map (not safe
+// for concurrent use) decodes binary values.
 type worker struct {
 	s     *Shadower
 	types *pgtype.Map
+	batch []*Request
+	jobs  []*job
 }
 
 // job is one request on its way through comparison and re-check. It owns
@@ -30,6 +34,13 @@ type job struct {
 	out        *compare.Outcome
 	newLatency time.Duration
 	lagged     bool
+}
+
+// readResult is what one read of a batch came back with (see reader.read).
+type readResult struct {
+	res  *compare.Result
+	held int64
+	err  error
 }
 
 // compareOpts are the comparison options: the defaults, which the proxy's
@@ -56,32 +67,96 @@ func (w *worker) run() {
 			continue
 		default:
 		}
-		select {
-		case j := <-s.rechecks:
+		j, batch, ok := w.next()
+		switch {
+		case !ok:
+			return
+		case j != nil:
 			w.recheck(j)
-		case r := <-s.queue:
-			w.process(r)
-		case <-s.done:
-			return
-		case <-s.ctx.Done():
-			return
+		default:
+			w.processBatch(batch)
 		}
 	}
 }
 
-// process compares one request and decides its fate: recorded, or held
-// for a re-check.
-func (w *worker) process(r *Request) {
+// next waits for work: a re-check, or a batch of requests. One worker at a
+// time gathers a batch, holding s.gather: it takes a request, lets
+// BatchWindow pass for more to queue up and takes those too, up to
+// MaxBatch. The other workers wait for their turn (or a re-check) without
+// being woken by every Submit.
+func (w *worker) next() (recheck *job, batch []*Request, ok bool) {
+	s := w.s
+	select {
+	case s.gather <- struct{}{}:
+	case j := <-s.rechecks:
+		return j, nil, true
+	case <-s.done:
+		return nil, nil, false
+	case <-s.ctx.Done():
+		return nil, nil, false
+	}
+	defer func() { <-s.gather }()
+	select {
+	case j := <-s.rechecks:
+		return j, nil, true
+	case r := <-s.queue:
+		batch = append(w.batch[:0], r)
+	case <-s.done:
+		return nil, nil, false
+	case <-s.ctx.Done():
+		return nil, nil, false
+	}
+	// A backlog makes a batch without waiting.
+	if s.opts.MaxBatch > 1 && s.opts.BatchWindow > 0 && len(s.queue) < s.opts.MaxBatch-1 {
+		time.Sleep(s.opts.BatchWindow)
+	}
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	w.batch = batch
+	s.met.batchSize.Observe(float64(len(batch)))
+	return nil, batch, true
+}
+
+// processBatch compares a batch of requests and decides each one's fate:
+// recorded, or held for a re-check.
+func (w *worker) processBatch(batch []*Request) {
+	jobs := w.jobs[:0]
+	for i, r := range batch {
+		batch[i] = nil
+		if j := w.begin(r); j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	if len(jobs) > 0 {
+		w.waitMirror(jobs)
+		for i, rr := range w.readNew(jobs) {
+			w.conclude(jobs[i], rr)
+		}
+	}
+	clear(jobs)
+	w.jobs = jobs[:0]
+}
+
+// begin decodes a request's old answer: the job to run on the new
+// database, or nil when the request was settled without it.
+func (w *worker) begin(r *Request) *job {
 	s := w.s
 	j := &job{req: r, cls: s.classOf(r.Statement), prep: s.prepared(r.sql())}
 	if s.opts.MySQL && j.prep.myErr != nil {
 		s.markUntranslatable(r.Statement.Fingerprint)
 		w.ignore(j, noTranslationReason(j.prep.myErr), true)
-		return
+		return nil
 	}
 	if r.OldErr != nil && transientOldError(r.OldErr) {
 		w.ignore(j, IgnoredOldTransient, false)
-		return
+		return nil
 	}
 	old, err := w.oldResult(r)
 	if err != nil {
@@ -92,21 +167,48 @@ func (w *worker) process(r *Request) {
 		} else {
 			w.ignore(j, IgnoredNoFields, false)
 		}
-		return
+		return nil
 	}
 	j.old = old
 	// The raw rows are decoded: let them go (the reservation covers the
 	// decoded copy until the job finishes).
 	r.Rows = nil
+	return j
+}
 
-	j.lagged = w.waitMirror(r.MirrorSeq)
-	res, held, err := w.read(s.newDB, r, hints(old), r.Truncated)
-	if err != nil {
-		w.unavailable(j, err)
+// readNew runs the jobs' reads on the new database: as one batch when the
+// reader takes batches, else one after the other.
+func (w *worker) readNew(jobs []*job) []readResult {
+	s := w.s
+	out := make([]readResult, len(jobs))
+	if br, ok := s.newDB.(batchReader); ok && len(jobs) > 1 {
+		reqs := make([]*Request, len(jobs))
+		for i, j := range jobs {
+			reqs[i] = j.req
+		}
+		// Each query is bounded by the timeout on the server; the batch
+		// as a whole by as many.
+		ctx, cancel := context.WithTimeout(s.ctx, s.opts.Timeout*time.Duration(len(jobs)))
+		defer cancel()
+		br.readBatch(ctx, w, reqs, out)
+		return out
+	}
+	for i, j := range jobs {
+		out[i].res, out[i].held, out[i].err = w.read(s.newDB, j.req, hints(j.old), j.req.Truncated)
+	}
+	return out
+}
+
+// conclude compares a job's old answer with the new one.
+func (w *worker) conclude(j *job, rr readResult) {
+	s := w.s
+	if rr.err != nil {
+		w.unavailable(j, rr.err)
 		return
 	}
-	j.out = compare.Compare(old, res, j.prep.shape, compareOpts)
-	s.Release(held)
+	res := rr.res
+	j.out = compare.Compare(j.old, res, j.prep.shape, compareOpts)
+	s.Release(rr.held)
 	j.newLatency = res.Elapsed
 	if res.Err != nil && res.Err.Timeout {
 		s.met.timeouts[timeoutQuery].Inc()
@@ -177,9 +279,34 @@ func (w *worker) read(db reader, r *Request, h []compare.Family, digestOnly bool
 	return db.read(ctx, w, r, h, digestOnly)
 }
 
-// waitMirror waits until the new database has applied seq, at most
-// MirrorWait; it reports whether the wait ran out (the read is lagged).
-func (w *worker) waitMirror(seq uint64) bool {
+// waitMirror waits until the new database has applied the positions the
+// jobs' reads must see, at most MirrorWait in all, and marks the jobs whose
+// position it did not reach in time as lagged.
+func (w *worker) waitMirror(jobs []*job) {
+	s := w.s
+	if s.opts.Mirror == nil {
+		return
+	}
+	var ctx context.Context
+	for _, j := range slices.SortedFunc(slices.Values(jobs), func(a, b *job) int { return cmp.Compare(a.req.MirrorSeq, b.req.MirrorSeq) }) {
+		if j.req.MirrorSeq == 0 {
+			continue
+		}
+		if ctx == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(s.ctx, s.opts.MirrorWait)
+			defer cancel()
+		}
+		if ctx.Err() != nil || s.opts.Mirror.WaitApplied(ctx, j.req.MirrorSeq) != nil {
+			s.met.timeouts[timeoutMirrorWait].Inc()
+			j.lagged = true
+		}
+	}
+}
+
+// waitSeq waits until the new database has applied seq, at most
+// MirrorWait; it reports whether the wait ran out.
+func (w *worker) waitSeq(seq uint64) bool {
 	s := w.s
 	if s.opts.Mirror == nil || seq == 0 {
 		return false
@@ -291,7 +418,7 @@ func (w *worker) recheck(j *job) {
 			defer s.Release(held)
 		}
 	}
-	lagged := w.waitMirror(max(j.req.MirrorSeq, w.lastSeq()))
+	lagged := w.waitSeq(max(j.req.MirrorSeq, w.lastSeq()))
 	new2, held, err := w.read(s.newDB, j.req, hints(j.old), j.req.Truncated)
 	if err != nil || (new2.Err != nil && new2.Err.Timeout) {
 		s.met.rechecks[recheckInconclusive].Inc()
@@ -346,6 +473,7 @@ func (w *worker) ignore(j *job, reason string, notShadowed bool) {
 		s.met.notShadowedCounter(reasonLabel(reason)).Inc()
 	}
 	if s.ctx.Err() != nil {
+		s.met.dropped[dropClosed].Inc()
 		return
 	}
 	ev := j.event()
@@ -387,6 +515,7 @@ func (s *Shadower) finish(types *pgtype.Map, j *job, noise bool) {
 	defer s.Release(j.req.Reserved)
 	if s.ctx.Err() != nil {
 		// Cancelled mid-way (hard shutdown): the outcome means nothing.
+		s.met.dropped[dropClosed].Inc()
 		return
 	}
 	out := j.out

@@ -113,11 +113,16 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		return nil, err
 	}
 	sc := cfg.Shadow
+	window := sc.BatchWindow
+	if window == 0 {
+		window = -1 // shadow.Options: 0 is the default, negative none
+	}
 	dw.shadower, err = shadow.New(ctx, shadow.Options{
 		NewURL: cfg.New, MySQL: isMySQL, Mirror: mir, OldURL: oldURL,
 		SampleRate: sc.SampleRate, IncludeTables: sc.IncludeTables, ExcludeTables: sc.ExcludeTables,
 		IncludeFingerprints: sc.IncludeFingerprints, ExcludeFingerprints: sc.ExcludeFingerprints,
 		Timeout: sc.Timeout, MirrorWait: sc.MirrorWait, MaxConcurrent: sc.MaxConcurrent, MemoryCap: sc.MemoryCap,
+		BatchWindow: window, MaxBatch: sc.BatchSize,
 		ReportDir: cfg.ReportDir, Logger: log.With("component", "shadow"), Registerer: m.Registry,
 	})
 	if err != nil {

@@ -659,8 +659,8 @@ func formatShadowReadTable(rows []srRow, rounds, secs int) string {
 	def := config.DefaultConfig().Shadow
 	fmt.Fprintf(&b, "shadow-read: pgbench -S -M extended -c %d -j %d through the proxy, median of %d interleaved %d s runs\n",
 		srClients, srThreads, rounds, secs)
-	fmt.Fprintf(&b, "  a fresh proxy and report directory per run; shadow defaults: max_concurrent %d, timeout %v, queue %d\n",
-		def.MaxConcurrent, def.Timeout, shadow.DefaultQueueLen)
+	fmt.Fprintf(&b, "  a fresh proxy and report directory per run; shadow defaults: max_concurrent %d, timeout %v, queue %d, batch_window %v, batch_size %d\n",
+		def.MaxConcurrent, def.Timeout, shadow.DefaultQueueLen, def.BatchWindow, def.BatchSize)
 	b.WriteString("  the new database: a second Postgres loaded with the same pgbench -i data, on the same CPUs as the clients, proxy and old database\n")
 	fmt.Fprintf(&b, "  new +%d ms: the new Postgres behind internal/delayproxy, which holds each of its answers that long\n",
 		shimDelay.Milliseconds())

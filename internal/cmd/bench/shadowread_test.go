@@ -377,7 +377,7 @@ func TestSummarizeAndFormatShadowRead(t *testing.T) {
 	t.Logf("\n%s", text)
 	for _, re := range []string{
 		`(?m)^shadow-read: pgbench -S -M extended -c 8 -j 2 through the proxy, median of 3 interleaved 5 s runs$`,
-		`(?m)^  a fresh proxy and report directory per run; shadow defaults: max_concurrent 4, timeout 5s, queue 1024$`,
+		`(?m)^  a fresh proxy and report directory per run; shadow defaults: max_concurrent 4, timeout 5s, queue 1024, batch_window 5ms, batch_size 32$`,
 		`(?m)^target +tps +×old-only +tps range +CPU µs/txn: proxy +old DB +new DB +compared +% of reads +matched +mismatched +dropped +timeouts$`,
 		`(?m)^old-only +16000 +1\.00 +10000–17000 +40 +60 +7 +- +- +- +- +- +-$`,
 		`(?m)^shadow-read 10% +14500 +0\.91 +14000–15000 +40 +60 +7 +21750 +10\.0 +21750 +0 +0 +0$`,
