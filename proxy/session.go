@@ -94,7 +94,8 @@ type session struct {
 	stmtRows   int
 	unresolved string // why the statement's rows were not mirrored
 	temps      tempNames
-	endAfter   bool // upstream goroutine: end the session after this message (draining)
+	knownOID   string // event loop: the last captured row's table OID the catalog knew (see rowMayWait)
+	endAfter   bool   // upstream goroutine: end the session after this message (draining)
 	// layouts remembers parsed RowDescriptions of captured writes
 	// (upstream goroutine); see layoutOf.
 	layouts map[string]*layout

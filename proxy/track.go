@@ -402,11 +402,21 @@ func (ss *session) rowMayWait(body []byte) bool {
 		return false
 	}
 	v, ok := dataRowColumn(body, l.tabIdx)
-	if !ok {
-		return false // malformed: trackServer reports it
+	if !ok || string(v) == ss.knownOID {
+		return false // malformed (trackServer reports it), or as the last row's
 	}
 	oid, err := strconv.ParseUint(string(v), 10, 32)
-	if err != nil || ss.srv.mirroring.knowsOID(uint32(oid)) {
+	if err != nil {
+		return false
+	}
+	m := ss.srv.mirroring
+	if _, _, ok := m.catalog.TableByOID(uint32(oid)); ok {
+		// Remembered only while the catalog knows it: a table does not
+		// leave the catalog while its rows still come back.
+		ss.knownOID = string(v)
+		return false
+	}
+	if m.knowsOID(uint32(oid)) {
 		return false
 	}
 	return plan == nil || !ss.temps.has(plan.Table) // see rowTable
