@@ -117,6 +117,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		// address only.
 		handlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
 		handlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		handlers["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 	}
 	if cfg.New != "" {
 		if dw, err = startDualWrite(ctx, cfg, m, log); err != nil {
