@@ -74,7 +74,9 @@ type Mirroring struct {
 	prepared    map[string]uint64       // PREPARE TRANSACTION gid → journal position
 	notMirrored map[string]*NotMirrored // by fingerprint
 	drift       map[string]*SchemaDrift // DDL seen, by fingerprint
-	pkless      map[string]bool         // tables without a primary key that were written
+	// pkless holds the tables without a primary key that were written
+	// (string → struct{}): read lock-free for every row of such a table.
+	pkless sync.Map
 
 	// Table OIDs whose rows are not mirrored (see resolveTable).
 	unresolvable *lru.Cache[uint32, unresolvable]
@@ -133,7 +135,6 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 		prepared:    map[string]uint64{},
 		notMirrored: map[string]*NotMirrored{},
 		drift:       map[string]*SchemaDrift{},
-		pkless:      map[string]bool{},
 	}
 	m.unresolvable, _ = lru.New[uint32, unresolvable](maxUnresolvable)
 	if m.log == nil {
@@ -187,9 +188,9 @@ func (m *Mirroring) recordDrift(st *rewrite.Statement) {
 }
 
 func (m *Mirroring) markPKLess(table string) {
-	m.mu.Lock()
-	m.pkless[table] = true
-	m.mu.Unlock()
+	if _, ok := m.pkless.Load(table); !ok {
+		m.pkless.Store(table, struct{}{})
+	}
 }
 
 // MirroringStatus is the proxy's part of /status "mirror".
@@ -214,9 +215,10 @@ func (m *Mirroring) Status() MirroringStatus {
 		c := *d
 		st.SchemaDrift = append(st.SchemaDrift, &c)
 	}
-	for t := range m.pkless {
-		st.MultisetOnly = append(st.MultisetOnly, t)
-	}
+	m.pkless.Range(func(t, _ any) bool {
+		st.MultisetOnly = append(st.MultisetOnly, t.(string))
+		return true
+	})
 	sort.Slice(st.NotMirrored, func(i, j int) bool { return st.NotMirrored[i].Count > st.NotMirrored[j].Count })
 	sort.Slice(st.SchemaDrift, func(i, j int) bool { return st.SchemaDrift[i].LastSeen.After(st.SchemaDrift[j].LastSeen) })
 	sort.Strings(st.MultisetOnly)
