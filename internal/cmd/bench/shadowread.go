@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/shadowproxy/shadowproxy/compare"
 	"github.com/shadowproxy/shadowproxy/config"
 	"github.com/shadowproxy/shadowproxy/internal/delayproxy"
@@ -270,6 +272,15 @@ func shadowreadSection(ctx context.Context, e *env) (rep *report, err error) {
 	if err := e.loadBoth(ctx, e.pg.Port, nw.Port); err != nil {
 		return nil, err
 	}
+	// Both then start with the whole data set in shared buffers: the old
+	// database would otherwise warm up faster than the new one, which gets
+	// only the sampled reads, and a shadow read would cost the new database
+	// more than the same read costs the old one.
+	for _, port := range []int{e.pg.Port, nw.Port} {
+		if err := prewarm(ctx, port); err != nil {
+			return nil, err
+		}
+	}
 
 	shim, err := delayproxy.New("127.0.0.1:0", fmt.Sprintf("127.0.0.1:%d", nw.Port), shimDelay)
 	if err != nil {
@@ -319,6 +330,25 @@ func (e *env) loadBoth(ctx context.Context, portA, portB int) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// prewarm reads the pgbench tables and indexes of the Postgres on port
+// into its shared buffers (pg_prewarm, from the server's contrib modules).
+func prewarm(ctx context.Context, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, pgURL(port))
+	if err != nil {
+		return fmt.Errorf("prewarm: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	_, err = c.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_prewarm;
+		SELECT pg_prewarm(c.oid::regclass) FROM pg_class c
+		WHERE c.relname LIKE 'pgbench\_%' AND c.relkind IN ('r', 'i') AND c.relnamespace = 'public'::regnamespace`).ReadAll()
+	if err != nil {
+		return fmt.Errorf("prewarm the Postgres on port %d: %w", port, err)
+	}
+	return nil
 }
 
 // interleaveShadowRead runs every target e.opts.srRounds times, rotating
@@ -661,7 +691,8 @@ func formatShadowReadTable(rows []srRow, rounds, secs int) string {
 		srClients, srThreads, rounds, secs)
 	fmt.Fprintf(&b, "  a fresh proxy and report directory per run; shadow defaults: max_concurrent %d, timeout %v, queue %d, batch_window %v, batch_size %d\n",
 		def.MaxConcurrent, def.Timeout, shadow.DefaultQueueLen, def.BatchWindow, def.BatchSize)
-	b.WriteString("  the new database: a second Postgres loaded with the same pgbench -i data, on the same CPUs as the clients, proxy and old database\n")
+	b.WriteString("  the new database: a second Postgres loaded with the same pgbench -i data, on the same CPUs as the clients, proxy and old database;\n")
+	b.WriteString("  both databases' pgbench tables are read into shared buffers (pg_prewarm) before the runs\n")
 	fmt.Fprintf(&b, "  new +%d ms: the new Postgres behind internal/delayproxy, which holds each of its answers that long\n",
 		shimDelay.Milliseconds())
 	b.WriteString("  proxy CPU: the proxy process's user+system time during the run, its shadow workers included, per transaction\n")
