@@ -23,12 +23,15 @@ import (
 // result formats, through a small pool of raw pgconn connections.
 type pgReader struct {
 	cfg *pgconn.Config
-	// slots bounds the connections open or being opened; idle holds
-	// healthy connections not in use.
+	// slots bounds the connections open or being opened.
 	slots chan struct{}
-	idle  chan *pgConn
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// idle holds healthy connections not in use, the most recently used
+	// last: it is taken first, so that with batches one backend on the
+	// database usually serves them all, its caches warm, while the others
+	// stay idle.
+	idle   []*pgConn
 	closed bool
 }
 
@@ -66,7 +69,7 @@ func newPGReader(rawURL string, size int, timeout time.Duration) (*pgReader, err
 	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 500 * time.Millisecond}
 	}
-	return &pgReader{cfg: cfg, slots: make(chan struct{}, size), idle: make(chan *pgConn, size)}, nil
+	return &pgReader{cfg: cfg, slots: make(chan struct{}, size), idle: make([]*pgConn, 0, size)}, nil
 }
 
 // acquire returns an idle connection or opens one, waiting for a slot.
@@ -87,32 +90,35 @@ func (p *pgReader) acquire(ctx context.Context) (*pgConn, error) {
 	return newPGConn(c), nil
 }
 
-// takeIdle returns an idle connection that is still open, or nil.
+// takeIdle returns the most recently used idle connection that is still
+// open, or nil.
 func (p *pgReader) takeIdle() *pgConn {
-	for {
-		select {
-		case c := <-p.idle:
-			if !c.IsClosed() {
-				return c
-			}
-		default:
-			return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		if !c.IsClosed() {
+			return c
 		}
 	}
+	return nil
 }
 
 // release returns c to the pool when it is healthy and idle, else closes
 // it.
 func (p *pgReader) release(c *pgConn) {
 	defer func() { <-p.slots }()
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if !closed && !c.IsClosed() && !c.IsBusy() && c.TxStatus() == 'I' {
-		select {
-		case p.idle <- c:
+	if !c.IsClosed() && !c.IsBusy() && c.TxStatus() == 'I' {
+		p.mu.Lock()
+		keep := !p.closed && len(p.idle) < cap(p.idle)
+		if keep {
+			p.idle = append(p.idle, c)
+		}
+		p.mu.Unlock()
+		if keep {
 			return
-		default:
 		}
 	}
 	closeConn(c.PgConn)
@@ -127,15 +133,13 @@ func closeConn(c *pgconn.PgConn) {
 func (p *pgReader) close() error {
 	p.mu.Lock()
 	p.closed = true
+	idle := p.idle
+	p.idle = nil
 	p.mu.Unlock()
-	for {
-		select {
-		case c := <-p.idle:
-			closeConn(c.PgConn)
-		default:
-			return nil
-		}
+	for _, c := range idle {
+		closeConn(c.PgConn)
 	}
+	return nil
 }
 
 func (p *pgReader) read(ctx context.Context, w *worker, r *Request, _ []compare.Family, digestOnly bool) (*compare.Result, int64, error) {
