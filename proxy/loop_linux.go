@@ -123,12 +123,14 @@ func fdConn(fd int) (net.Conn, error) {
 }
 
 // fdReader reads a non-blocking socket without waiting: errWouldBlock
-// when nothing is there.
+// when nothing is there. It and writeFD use recvfrom and sendto rather
+// than read and write, which on a socket take a longer way through the
+// kernel (file-position and notification hooks) to the same place.
 type fdReader struct{ fd int }
 
 func (r fdReader) Read(p []byte) (int, error) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
 		switch {
 		case e == syscall.EINTR:
 			continue
@@ -158,7 +160,7 @@ func writeFD(fd int, b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
 		p := b[done:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
 		switch {
 		case e == syscall.EINTR:
 			continue
