@@ -47,6 +47,8 @@ type expectation struct {
 	shadow *shadowCapture
 	// stmt is the statement a client's Describe S describes.
 	stmt *stmtState
+	// beginParse marks the Parse of the proxy's own BEGIN (injectBegin).
+	beginParse bool
 }
 
 // expectQueue is a FIFO shared by the two goroutines of a session.

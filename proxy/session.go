@@ -73,7 +73,10 @@ type session struct {
 	txWrote        bool
 	batchConverted bool
 	beginPrepared  bool
-	copyWait       *copyState // a staged COPY waiting for the client's CopyDone
+	// beginLost is set by the upstream goroutine when the server skipped
+	// the Parse of the proxy's BEGIN (see injectBegin).
+	beginLost atomic.Bool
+	copyWait  *copyState // a staged COPY waiting for the client's CopyDone
 
 	// Dual-write: tracking is set once, by the client goroutine at a
 	// request boundary, and read by both.
@@ -93,9 +96,12 @@ type session struct {
 	vals       [][]byte
 	stmtRows   int
 	unresolved string // why the statement's rows were not mirrored
-	temps      tempNames
-	knownOID   string // event loop: the last captured row's table OID the catalog knew (see rowMayWait)
-	endAfter   bool   // upstream goroutine: end the session after this message (draining)
+	// suspendedWrite is a captured write with the client's own RETURNING
+	// whose portal the client left suspended (a row limit on Execute).
+	suspendedWrite *portalState
+	temps          tempNames
+	knownOID       string // event loop: the last captured row's table OID the catalog knew (see rowMayWait)
+	endAfter       bool   // upstream goroutine: end the session after this message (draining)
 	// layouts remembers parsed RowDescriptions of captured writes
 	// (upstream goroutine); see layoutOf.
 	layouts map[string]*layout

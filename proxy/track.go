@@ -241,6 +241,16 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		}
 		e := expectation{kind: expExecute, portal: p}
 		var prefix []byte
+		raw, lifted := msg.Raw, false
+		if p != nil && p.plan != nil && !p.plan.ClientReturning && executeLimit(msg.Body) != 0 {
+			// The client's statement returns no rows, so its row limit
+			// changes nothing for the client (PgJDBC sends 1 for every
+			// executeUpdate and batch). On the statement with the capture
+			// RETURNING it would suspend the portal on the captured rows:
+			// the client would get PortalSuspended instead of its command
+			// tag, and the rows past the limit would never be captured.
+			raw, lifted = encodeExecute(nil, string(portal)), true
+		}
 		switch {
 		case p != nil && p.mode != modeNone && !ss.clientTx:
 			// An autocommit write: open a transaction of the proxy's own
@@ -253,7 +263,7 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 			ss.txWrote = true
 		case st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare):
 			e.seq = ss.journalBeforeCommit(w, st)
-		case p != nil && p.shadow && !ss.txWrote && binary.BigEndian.Uint32(msg.Body[len(msg.Body)-4:]) == 0:
+		case p != nil && p.shadow && !ss.txWrote && executeLimit(msg.Body) == 0:
 			// A shadowed read: learn the portal's result shape (with its
 			// formats) first, from the client's own Describe of the portal
 			// just before (as libpq sends), else on a Describe whose answer
@@ -266,8 +276,8 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		}
 		ss.noteTxControl(st)
 		ss.exp.push(e)
-		if prefix != nil {
-			return append(prefix, msg.Raw...), true
+		if prefix != nil || lifted {
+			return append(prefix, raw...), true
 		}
 	case protocol.MsgClose:
 		if len(msg.Body) > 0 {
@@ -549,9 +559,19 @@ func (ss *session) awaitStatus() (byte, bool) {
 }
 
 // noteTxControl follows the transaction state the server will be in once
-// a forwarded statement runs.
+// a forwarded statement runs, and whether the proxy's prepared BEGIN (see
+// injectBegin) survives it.
 func (ss *session) noteTxControl(st *rewrite.Statement) {
-	if st == nil || st.Kind != rewrite.Tx {
+	if st == nil {
+		return
+	}
+	if st.Kind == rewrite.Session {
+		if st.Command == "DEALLOCATE ALL" || st.Command == "DISCARD ALL" || st.Command == "DEALLOCATE" && st.Name == beginStmt {
+			ss.beginPrepared = false
+		}
+		return
+	}
+	if st.Kind != rewrite.Tx {
 		return
 	}
 	switch st.TxOp {
@@ -567,11 +587,23 @@ func (ss *session) noteTxControl(st *rewrite.Statement) {
 // an extended-protocol batch, on a statement and portal of the proxy's own
 // so the client's unnamed ones are left alone. Postgres turns the batch's
 // implicit transaction into this explicit one.
+//
+// The statement is prepared once per connection, and again when it may be
+// gone: after the client's DEALLOCATE ALL or DISCARD ALL (psycopg sends
+// DEALLOCATE ALL after a rollback), after the server skipped the Parse for
+// an earlier error in its batch (beginLost), and whenever earlier requests
+// are still unanswered, since one of them may yet turn out to have done
+// either. Close first makes preparing again harmless when it still exists.
 func (ss *session) injectBegin() []byte {
 	var out []byte
-	if !ss.beginPrepared {
+	if ss.beginLost.Swap(false) {
+		ss.beginPrepared = false
+	}
+	if !ss.beginPrepared || ss.pending.len() > 0 {
+		out = encodeClose(out, 'S', beginStmt)
+		ss.exp.push(expectation{kind: expClose, swallow: true})
 		out = encodeParse(out, beginStmt, "BEGIN", nil)
-		ss.exp.push(expectation{kind: expParse, swallow: true})
+		ss.exp.push(expectation{kind: expParse, swallow: true, beginParse: true})
 		ss.beginPrepared = true
 	}
 	out = encodeBind(out, beginStmt, beginStmt)
@@ -667,6 +699,14 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 	ss.txMu.Unlock()
 	if failed {
 		ss.exp.push(expectation{kind: expCommit})
+		if status == 'I' {
+			// No transaction is open: an earlier error in the batch made
+			// the server skip the proxy's BEGIN. A ROLLBACK would answer
+			// with a warning the client never caused; an empty query
+			// brings the ReadyForQuery that ends the client's request.
+			w.send(encodeQuery(""))
+			return
+		}
 		w.send(encodeQuery("ROLLBACK"))
 		return
 	}
@@ -1013,6 +1053,9 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 				return nil, true
 			}
 			ss.resolveCommit(e.seq, msg)
+			if e.portal != nil && e.portal == ss.suspendedWrite {
+				ss.suspendedWrite = nil // fetched to the end
+			}
 			if e.portal != nil {
 				ss.statementComplete(e.portal.st, e.portal.mode, msg, e.portal)
 			} else {
@@ -1049,6 +1092,12 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case 's': // PortalSuspended: more rows on the next Execute
 		if e.kind == expExecute {
 			ss.exp.pop()
+			if e.portal != nil && e.portal.plan != nil {
+				// Only a write with its own RETURNING gets here (see the
+				// Execute in trackClient): the rows the client does not
+				// fetch are never captured.
+				ss.suspendedWrite = e.portal
+			}
 		}
 		return nil, false
 	case protocol.MsgErrorResponse:
@@ -1106,6 +1155,9 @@ func (ss *session) skipToSync() {
 		}
 		if e.desc != nil {
 			e.desc.setReady()
+		}
+		if e.beginParse {
+			ss.beginLost.Store(true)
 		}
 		ss.exp.pop()
 	}
@@ -1437,6 +1489,11 @@ func (ss *session) requestDone(e expectation, msg protocol.Message) ([]byte, boo
 		return nil, true
 	}
 	if status == 'I' {
+		if p := ss.suspendedWrite; p != nil {
+			// The transaction ended with the portal unfinished.
+			ss.suspendedWrite = nil
+			ss.srv.mirroring.recordNotMirrored(p.st, "a write with RETURNING fetched only in part (Execute with a row limit): the rows not fetched were not captured")
+		}
 		if ss.tx.failed {
 			ss.tx.discard()
 		} else {
@@ -1709,6 +1766,14 @@ func encodeBind(out []byte, portal, stmt string) []byte {
 	out = append(out, 0, 0, 0, 0, 0, 0, 0) // no parameter formats, no parameters, no result formats
 	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-1))
 	return out
+}
+
+// executeLimit returns an Execute message's row limit (0: all rows).
+func executeLimit(body []byte) uint32 {
+	if len(body) < 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(body[len(body)-4:])
 }
 
 func encodeExecute(out []byte, portal string) []byte {
