@@ -34,6 +34,7 @@ type Config struct {
 	TLS     TLSConfig     `toml:"tls"`
 	Auth    AuthConfig    `toml:"auth"`
 	Limits  LimitsConfig  `toml:"limits"`
+	Loop    LoopConfig    `toml:"loop"`
 	Rewrite RewriteConfig `toml:"rewrite"`
 	Mirror  MirrorConfig  `toml:"mirror"`
 	Shadow  ShadowConfig  `toml:"shadow"`
@@ -151,6 +152,20 @@ type LimitsConfig struct {
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
 }
 
+// LoopConfig tunes the event loop that serves plain (non-TLS) sessions on
+// Linux.
+type LoopConfig struct {
+	// BusyPoll is how long the loop polls its sockets, instead of sleeping,
+	// after a wait that ended within BusyPoll, when the machine has a CPU
+	// to spare. A sleeping loop is woken by the kernel, which costs some
+	// microseconds per round trip; polling trades CPU time for that
+	// latency. Zero turns it off.
+	BusyPoll time.Duration `toml:"busy_poll"`
+}
+
+// maxBusyPoll bounds loop.busy_poll: beyond it polling only burns CPU.
+const maxBusyPoll = time.Millisecond
+
 // RewriteConfig tunes SQL classification.
 type RewriteConfig struct {
 	// CacheSize is the number of distinct SQL texts whose classification is kept.
@@ -172,6 +187,7 @@ func DefaultConfig() *Config {
 			StartupTimeout:  10 * time.Second,
 			ShutdownTimeout: 30 * time.Second,
 		},
+		Loop:    LoopConfig{BusyPoll: 50 * time.Microsecond},
 		Rewrite: RewriteConfig{CacheSize: 10000},
 		Shadow: ShadowConfig{
 			SampleRate:    1,
@@ -297,6 +313,10 @@ func (c *Config) Validate() error {
 		bad("phase", "%s is not implemented in this build", c.Phase)
 	} else if c.Phase != OldOnly && c.New == "" {
 		bad("new", "required in phase %s", c.Phase)
+	}
+
+	if c.Loop.BusyPoll < 0 || c.Loop.BusyPoll > maxBusyPoll {
+		bad("loop.busy_poll", "want 0 to %v, got %v", maxBusyPoll, c.Loop.BusyPoll)
 	}
 
 	switch c.Log.Format {

@@ -115,6 +115,10 @@ type Metrics struct {
 	// EventLoopHandovers counts sessions the event loop handed to their
 	// goroutines (they come back once things are quiet again).
 	EventLoopHandovers prometheus.Counter
+	// EventLoopBusyPolls counts the event loop's busy polls (see
+	// loop.busy_poll) by result: "hit" when something became ready while
+	// polling, "miss" when the poll ran out and the loop went to sleep.
+	EventLoopBusyPolls *prometheus.CounterVec
 	// ConfigReloads counts configuration reloads by result; see ConfigReload.
 	ConfigReloads *prometheus.CounterVec
 	// Phase is 1 for the current migration phase and 0 for the others; set
@@ -208,6 +212,11 @@ func New() *Metrics {
 			Name:      "event_loop_handovers_total",
 			Help:      "Sessions the event loop handed to goroutines of their own, for something that could wait (a large message, a full socket, an autocommit write, COPY, DDL).",
 		}),
+		EventLoopBusyPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "event_loop_busy_polls_total",
+			Help:      "Busy polls of the event loop (loop.busy_poll), by result: hit (a socket became ready) or miss (the loop went to sleep).",
+		}, []string{"result"}),
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "config_reloads_total",
@@ -224,7 +233,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ClientConns, m.ClientConnsTotal, m.ConnsRejected, m.Queries, m.Bytes,
-		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.EventLoopSessions, m.EventLoopHandovers, m.ConfigReloads, m.Phase,
+		m.Errors, m.UpstreamLatency, m.CancelsForwarded, m.EventLoopSessions, m.EventLoopHandovers, m.EventLoopBusyPolls, m.ConfigReloads, m.Phase,
 	)
 
 	m.BytesClientToUpstream = m.Bytes.WithLabelValues(string(ClientToUpstream))

@@ -54,9 +54,10 @@ type eventLoop struct {
 	// Used by the loop goroutine only: the writer trackClient is given
 	// (which must never write: see clientMayWait), the pieces of a run with
 	// rewritten messages, and the buffer they are joined in.
-	w   upstreamWriter
-	out gather
-	buf []byte
+	w    upstreamWriter
+	out  gather
+	buf  []byte
+	busy *busyPoller
 }
 
 // Loop event tokens: the session's loop id and which side is readable.
@@ -340,6 +341,8 @@ func (l *eventLoop) close() {
 
 func (l *eventLoop) run() {
 	defer syscall.Close(l.epfd)
+	l.busy = newBusyPoller(l.srv.metrics.EventLoopBusyPolls.WithLabelValues("hit"), l.srv.metrics.EventLoopBusyPolls.WithLabelValues("miss"))
+	defer l.busy.close()
 	events := make([]syscall.EpollEvent, 128)
 	lastYield := time.Now()
 	lastScan := lastYield
@@ -354,8 +357,14 @@ func (l *eventLoop) run() {
 		if busy {
 			n, err = epollPoll(l.epfd, events)
 		}
+		window := l.srv.cfg.Load().Loop.BusyPoll
 		if n == 0 && err == nil {
+			n, err = l.busy.poll(l.epfd, events, window)
+		}
+		if n == 0 && err == nil {
+			slept := time.Now()
 			n, err = syscall.EpollWait(l.epfd, events, int(every.Milliseconds()))
+			l.busy.slept(time.Since(slept), n, window)
 		}
 		busy = n > 1
 		if err != nil && err != syscall.EINTR {
