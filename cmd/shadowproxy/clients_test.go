@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -50,12 +53,14 @@ var clientLibs = []clientLib{
 
 // TestClientLibraries runs PgJDBC, psycopg 3 and node-postgres programs
 // once directly against Postgres and once through the proxy in phase
-// dual-write, and requires the same transcript from both: generated keys
-// (PgJDBC's own RETURNING *, to which the proxy adds its capture columns),
-// batches, pipelines, savepoints, errors, binary results, COPY, LISTEN and
-// NOTIFY, and cancel. Then the new database must hold what the old one does.
+// shadow-read (dual-write with reads compared), and requires the same
+// transcript from both: generated keys (PgJDBC's own RETURNING *, to which
+// the proxy adds its capture columns), batches, pipelines, savepoints,
+// errors, binary results, COPY, LISTEN and NOTIFY, and cancel. Then the new
+// database must hold what the old one does, and no shadowed read may have
+// answered differently there.
 func TestClientLibraries(t *testing.T) {
-	oldURL, directURL, newURL, p := directAndMirrored(t, clientsSchema, clientsNewSchema)
+	oldURL, directURL, newURL, p := directAndMirrored(t, "shadow-read", clientsSchema, clientsNewSchema)
 
 	// The programs run one after another, in the same order on both
 	// databases, so serial and identity values agree between the two.
@@ -81,13 +86,26 @@ func TestClientLibraries(t *testing.T) {
 	if nm, _ := m["not_mirrored"].([]any); len(nm) != 0 {
 		t.Errorf("statements not mirrored: %v", nm)
 	}
+	waitShadowIdle(t, p)
+	r := report(t, p)
+	// About 15 of the programs' reads are compared; the others ran in a
+	// transaction that had written, or failed on the old database for a
+	// reason that is not the query's (cancelled, aborted transaction).
+	if r["compared"].(float64) < 10 {
+		t.Errorf("only %v reads compared", r["compared"])
+	}
+	if r["mismatched"].(float64) != 0 {
+		js, _ := json.MarshalIndent(r["classes"], "", "  ")
+		t.Errorf("shadow reads mismatched: %v of %v\n%s", r["mismatched"], r["compared"], js)
+	}
 }
 
 // directAndMirrored starts an old Postgres with schema in two databases,
 // "postgres" and "direct", a new Postgres with newSchema, and the proxy in
-// dual-write between the old "postgres" and the new one: for tests that
-// run a client against "direct" and through the proxy, and compare.
-func directAndMirrored(t *testing.T, schema, newSchema string) (oldURL, directURL, newURL string, p *proxyProc) {
+// phase (dual-write or shadow-read) between the old "postgres" and the new
+// one: for tests that run a client against "direct" and through the proxy,
+// and compare.
+func directAndMirrored(t *testing.T, phase, schema, newSchema string) (oldURL, directURL, newURL string, p *proxyProc) {
 	t.Helper()
 	old := testdb.StartPostgres(t)
 	nw := testdb.StartPostgres(t)
@@ -97,8 +115,34 @@ func directAndMirrored(t *testing.T, schema, newSchema string) (oldURL, directUR
 	execIn(t, directURL, schema)
 	nw.Exec(t, newSchema)
 	p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL},
-		"--phase", "dual-write", "--report-dir", t.TempDir())
+		"--phase", phase, "--report-dir", t.TempDir())
 	return oldURL, directURL, newURL, p
+}
+
+// waitShadowIdle waits until the shadower has nothing queued, no result
+// held for comparison (none running) and no mismatch waiting for its
+// re-check.
+func waitShadowIdle(t *testing.T, p *proxyProc) {
+	t.Helper()
+	waitFor(t, "the shadower to finish", func() bool {
+		resp, err := http.Get("http://" + p.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false
+		}
+		idle := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			switch line {
+			case "shadowproxy_shadow_queue_length 0", "shadowproxy_shadow_pending_rechecks 0", "shadowproxy_shadow_memory_bytes 0":
+				idle++
+			}
+		}
+		return idle == 3
+	})
 }
 
 func execIn(t *testing.T, pgURL, sql string) {

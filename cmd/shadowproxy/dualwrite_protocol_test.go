@@ -62,7 +62,7 @@ func exchange(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) 
 //     writes after them still work.
 func TestDualWriteProtocolEdges(t *testing.T) {
 	const schema = "create table items (id int primary key, v text); insert into items select g, 'v' || g from generate_series(1, 3) g;"
-	oldURL, directURL, newURL, p := directAndMirrored(t, schema, schema)
+	oldURL, directURL, newURL, p := directAndMirrored(t, "dual-write", schema, schema)
 
 	steps := []struct {
 		name string
