@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,9 +62,47 @@ var clientLibs = []clientLib{
 // answered differently there.
 func TestClientLibraries(t *testing.T) {
 	oldURL, directURL, newURL, p := directAndMirrored(t, "shadow-read", clientsSchema, clientsNewSchema)
+	runClientPrograms(t, directURL, p)
+	checkClientsMirrored(t, p)
+	compareTables(t, oldURL, newURL, "items", "events")
+}
 
-	// The programs run one after another, in the same order on both
-	// databases, so serial and identity values agree between the two.
+const clientsMySQLSchema = `
+create table items (id int primary key, name text not null, qty int, price decimal(10,2),
+  data blob, meta json, created datetime(6), tag char(36));
+create table events (id bigint primary key, kind text, at datetime(6));
+`
+
+// TestClientLibrariesMariaDB is TestClientLibraries with MariaDB as the new
+// database: the programs' reads are translated and compared across engines.
+func TestClientLibrariesMariaDB(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	my := testdb.StartMariaDB(t)
+	oldURL, directURL := oldWithDirect(t, old, clientsSchema)
+	my.Exec(t, "create database app")
+	db, err := sql.Open("mysql", my.DSN("app")+"?multiStatements=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(clientsMySQLSchema); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + my.URL("root", "", "app")},
+		"--phase", "shadow-read", "--report-dir", t.TempDir())
+	runClientPrograms(t, directURL, p)
+	checkClientsMirrored(t, p)
+	compareAcrossEngines(t, oldURL, my.DSN("app"), map[string][2]string{
+		"items":  {"id, name, qty, price, data, meta, created, tag", "id, name, qty, price, data, meta, created, tag"},
+		"events": {"id, kind, at", "id, kind, at"},
+	})
+}
+
+// runClientPrograms runs each client program against directURL and
+// through p, one after another in the same order on both databases, so
+// that serial and identity values agree between the two.
+func runClientPrograms(t *testing.T, directURL string, p *proxyProc) {
+	t.Helper()
 	for _, lib := range clientLibs {
 		t.Run(lib.name, func(t *testing.T) {
 			run := lib.prepare(t)
@@ -77,9 +116,13 @@ func TestClientLibraries(t *testing.T) {
 			}
 		})
 	}
+}
 
+// checkClientsMirrored waits for the mirror and the shadower, and requires
+// every write mirrored and every compared read equal.
+func checkClientsMirrored(t *testing.T, p *proxyProc) {
+	t.Helper()
 	m := p.waitMirrored(30 * time.Second)
-	compareTables(t, oldURL, newURL, "items", "events")
 	if m["dead_lettered"] != 0.0 || m["failed"] != 0.0 {
 		t.Errorf("mirror status %v\n%s", m, tail(p.logs.String(), 3000))
 	}
@@ -109,10 +152,8 @@ func directAndMirrored(t *testing.T, phase, schema, newSchema string) (oldURL, d
 	t.Helper()
 	old := testdb.StartPostgres(t)
 	nw := testdb.StartPostgres(t)
-	old.Exec(t, schema)
-	old.Exec(t, "create database direct")
-	oldURL, directURL, newURL = old.URL("postgres", "", "postgres"), old.URL("postgres", "", "direct"), nw.URL("postgres", "", "postgres")
-	execIn(t, directURL, schema)
+	oldURL, directURL = oldWithDirect(t, old, schema)
+	newURL = nw.URL("postgres", "", "postgres")
 	nw.Exec(t, newSchema)
 	p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL},
 		"--phase", phase, "--report-dir", t.TempDir())
@@ -143,6 +184,17 @@ func waitShadowIdle(t *testing.T, p *proxyProc) {
 		}
 		return idle == 3
 	})
+}
+
+// oldWithDirect creates schema in the old database's "postgres" and in a
+// new database "direct", and returns the URLs of both.
+func oldWithDirect(t *testing.T, old *testdb.Postgres, schema string) (oldURL, directURL string) {
+	t.Helper()
+	old.Exec(t, schema)
+	old.Exec(t, "create database direct")
+	oldURL, directURL = old.URL("postgres", "", "postgres"), old.URL("postgres", "", "direct")
+	execIn(t, directURL, schema)
+	return oldURL, directURL
 }
 
 func execIn(t *testing.T, pgURL, sql string) {
