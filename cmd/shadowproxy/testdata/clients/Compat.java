@@ -107,6 +107,19 @@ public class Compat {
                 }
             }
 
+            // A fetch size in a transaction: PgJDBC reads through a portal
+            // with a row limit, two rows per Execute.
+            c.setAutoCommit(false);
+            try (PreparedStatement ps = c.prepareStatement("select id, name from items where name like ? order by id")) {
+                ps.setFetchSize(2);
+                ps.setString(1, "java-%");
+                try (ResultSet r = ps.executeQuery()) {
+                    rows("fetch", r);
+                }
+            }
+            c.commit();
+            c.setAutoCommit(true);
+
             CopyManager cm = c.unwrap(PGConnection.class).getCopyAPI();
             p("copyin", cm.copyIn("copy items (name, qty) from stdin with (format csv)", new StringReader("java-copy-1,7\njava-copy-2,8\n")));
             StringWriter w = new StringWriter();

@@ -60,6 +60,13 @@ with psycopg.connect(sys.argv[1], autocommit=True) as c:
             for r in cur:
                 p("row", binary, r)
 
+    # A server-side cursor: DECLARE, then FETCH in batches of itersize.
+    with c.transaction():
+        with c.cursor(name="pycur") as cur:
+            cur.itersize = 2
+            cur.execute("select id, name from items where name like 'py-%%' order by id")
+            p("named cursor", list(cur))
+
     with c.cursor() as cur:
         with cur.copy("copy items (name, qty) from stdin") as cp:
             cp.write_row(("py-copy-1", 7))
