@@ -49,6 +49,12 @@ type expectation struct {
 	stmt *stmtState
 	// beginParse marks the Parse of the proxy's own BEGIN (injectBegin).
 	beginParse bool
+	// limited is set on the Execute of a captured write with the client's
+	// own RETURNING and a row limit (the client's, in limit): the first
+	// runs the write whole, a resume hands out the rows held back.
+	limited *limitedPortal
+	limit   uint32
+	resume  bool
 }
 
 // expectQueue is a FIFO shared by the two goroutines of a session.

@@ -62,9 +62,10 @@ type session struct {
 	stmts     map[string]*stmtState
 	portals   map[string]*stmtState // untracked sessions
 	tportals  map[string]*portalState
-	capture   bool // writes are captured (dual-write phases)
-	shadowing bool // reads are shadowed (shadow-read)
-	inRequest bool // messages sent since the last Sync or Query
+	limited   map[string]*limitedPortal // by portal name; see limitedPortal
+	capture   bool                      // writes are captured (dual-write phases)
+	shadowing bool                      // reads are shadowed (shadow-read)
+	inRequest bool                      // messages sent since the last Sync or Query
 
 	// Dual-write, client goroutine: the transaction state the server will
 	// be in, whether a captured write was sent in it, whether the current
@@ -96,12 +97,9 @@ type session struct {
 	vals       [][]byte
 	stmtRows   int
 	unresolved string // why the statement's rows were not mirrored
-	// suspendedWrite is a captured write with the client's own RETURNING
-	// whose portal the client left suspended (a row limit on Execute).
-	suspendedWrite *portalState
-	temps          tempNames
-	knownOID       string // event loop: the last captured row's table OID the catalog knew (see rowMayWait)
-	endAfter       bool   // upstream goroutine: end the session after this message (draining)
+	temps      tempNames
+	knownOID   string // event loop: the last captured row's table OID the catalog knew (see rowMayWait)
+	endAfter   bool   // upstream goroutine: end the session after this message (draining)
 	// layouts remembers parsed RowDescriptions of captured writes
 	// (upstream goroutine); see layoutOf.
 	layouts map[string]*layout

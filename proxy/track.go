@@ -242,14 +242,28 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		e := expectation{kind: expExecute, portal: p}
 		var prefix []byte
 		raw, lifted := msg.Raw, false
-		if p != nil && p.plan != nil && !p.plan.ClientReturning && executeLimit(msg.Body) != 0 {
-			// The client's statement returns no rows, so its row limit
-			// changes nothing for the client (PgJDBC sends 1 for every
-			// executeUpdate and batch). On the statement with the capture
-			// RETURNING it would suspend the portal on the captured rows:
-			// the client would get PortalSuspended instead of its command
-			// tag, and the rows past the limit would never be captured.
+		if lp := ss.limited[string(portal)]; lp != nil {
+			// A captured write with the client's own RETURNING, already
+			// run whole (below): its rows come from the proxy.
+			e.portal, e.limited, e.resume, e.limit = nil, lp, true, executeLimit(msg.Body)
+			p = nil
+		} else if limit := executeLimit(msg.Body); p != nil && p.plan != nil && limit != 0 {
+			// A row limit on a captured write would suspend the portal on
+			// the captured rows, and rows the client never fetches would
+			// never be captured. The write runs whole instead: the proxy
+			// hands the client its rows limit by limit (see limitedPortal).
+			// A statement without RETURNING has no rows for the client, so
+			// its limit changes nothing (PgJDBC sends 1 for every
+			// executeUpdate and batch).
 			raw, lifted = encodeExecute(nil, string(portal)), true
+			if p.plan.ClientReturning {
+				lp := &limitedPortal{}
+				if ss.limited == nil {
+					ss.limited = map[string]*limitedPortal{}
+				}
+				ss.limited[string(portal)] = lp
+				e.limited, e.limit = lp, limit
+			}
 		}
 		switch {
 		case p != nil && p.mode != modeNone && !ss.clientTx:
@@ -286,11 +300,15 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 				delete(ss.stmts, string(name))
 			} else {
 				delete(ss.tportals, string(name))
+				delete(ss.limited, string(name))
 			}
 		}
 		ss.exp.push(expectation{kind: expClose})
 	case protocol.MsgSync:
 		ss.pending.push(request{sent: time.Now(), extended: true})
+		if !ss.clientTx || ss.batchConverted {
+			clear(ss.limited) // the transaction ends, and its portals
+		}
 		convert := ss.batchConverted
 		ss.batchConverted = false
 		ss.exp.push(expectation{kind: expSync, convert: convert})
@@ -580,6 +598,7 @@ func (ss *session) noteTxControl(st *rewrite.Statement) {
 	case rewrite.Commit, rewrite.Rollback, rewrite.Prepare:
 		ss.clientTx = st.TxChain
 		ss.txWrote = false
+		clear(ss.limited)
 	}
 }
 
@@ -875,6 +894,7 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 		clear(ss.tportals)
 	}
 	ss.tportals[string(portal)] = p
+	delete(ss.limited, string(portal))
 	ss.exp.push(expectation{kind: expBind})
 	if shadow {
 		if b, err := parseBind(msg.Body); err == nil {
@@ -1039,6 +1059,13 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		}
 		ss.vals = vals
 		ss.captureRow(l, st, mode, plan, vals)
+		if lp := e.limited; lp != nil {
+			if lp.sent >= int(e.limit) {
+				lp.rows = append(lp.rows, append([]byte(nil), client...))
+				return nil, true
+			}
+			lp.sent++
+		}
 		return client, true
 	case 'C', 'I': // CommandComplete, EmptyQueryResponse
 		switch e.kind {
@@ -1052,14 +1079,19 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 				ss.tx.explicit = true
 				return nil, true
 			}
-			ss.resolveCommit(e.seq, msg)
-			if e.portal != nil && e.portal == ss.suspendedWrite {
-				ss.suspendedWrite = nil // fetched to the end
+			if lp := e.limited; lp != nil && e.resume {
+				return lp.next(e.limit), true
 			}
+			ss.resolveCommit(e.seq, msg)
 			if e.portal != nil {
 				ss.statementComplete(e.portal.st, e.portal.mode, msg, e.portal)
 			} else {
 				ss.statementComplete(nil, modeNone, msg, nil)
+			}
+			if lp := e.limited; lp != nil {
+				if out, ok := lp.ran(msg, e.limit); ok {
+					return out, true
+				}
 			}
 		case expQuery:
 			if e.q.begin { // the proxy's BEGIN in front of the client's statements
@@ -1092,12 +1124,6 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case 's': // PortalSuspended: more rows on the next Execute
 		if e.kind == expExecute {
 			ss.exp.pop()
-			if e.portal != nil && e.portal.plan != nil {
-				// Only a write with its own RETURNING gets here (see the
-				// Execute in trackClient): the rows the client does not
-				// fetch are never captured.
-				ss.suspendedWrite = e.portal
-			}
 		}
 		return nil, false
 	case protocol.MsgErrorResponse:
@@ -1489,11 +1515,6 @@ func (ss *session) requestDone(e expectation, msg protocol.Message) ([]byte, boo
 		return nil, true
 	}
 	if status == 'I' {
-		if p := ss.suspendedWrite; p != nil {
-			// The transaction ended with the portal unfinished.
-			ss.suspendedWrite = nil
-			ss.srv.mirroring.recordNotMirrored(p.st, "a write with RETURNING fetched only in part (Execute with a row limit): the rows not fetched were not captured")
-		}
 		if ss.tx.failed {
 			ss.tx.discard()
 		} else {
