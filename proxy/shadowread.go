@@ -69,6 +69,12 @@ func (ss *session) wantShadow(st *rewrite.Statement) bool {
 	case ss.readsTemporary(st):
 		sh.NotShadowed("read of a temporary table")
 		return false
+	case st.ServerInfo:
+		// Drivers ask about types, settings and the version; the answer
+		// describes the server (OIDs, versions, another engine), not the
+		// data being migrated.
+		sh.NotShadowed("read of the server's catalogs or settings")
+		return false
 	}
 	return sh.Wants(st)
 }

@@ -28,6 +28,7 @@ type analyzer struct {
 	returning   bool
 	volatile    bool
 	sideEffects bool
+	serverInfo  bool
 }
 
 // analyzeStmt describes one top-level statement; SQL and Fingerprint are
@@ -47,6 +48,7 @@ func analyzeStmt(n *pg.Node) *Statement {
 	st.HasReturning = a.returning
 	st.HasVolatile = a.volatile
 	st.HasSideEffects = a.sideEffects
+	st.ServerInfo = a.serverInfo
 	return st
 }
 
@@ -119,6 +121,8 @@ func (a *analyzer) walk(m protoreflect.Message) {
 	case *pg.SQLValueFunction:
 		if isTimeValueFunction(x.GetOp()) {
 			a.volatile = true
+		} else {
+			a.serverInfo = true // CURRENT_USER, CURRENT_SCHEMA, ...
 		}
 	case *pg.TypeCast:
 		if isNowLiteral(x) {
@@ -231,6 +235,11 @@ func (a *analyzer) addRangeVar(rv *pg.RangeVar) {
 		}
 	}
 	a.addTable(rangeVarName(rv), rv.GetLocation())
+	switch schema := rv.GetSchemaname(); {
+	case schema == "pg_catalog", schema == "information_schema",
+		schema == "" && strings.HasPrefix(rv.GetRelname(), "pg_"):
+		a.serverInfo = true
+	}
 }
 
 // addFunc records a function call and whether it is volatile or has side
@@ -249,6 +258,21 @@ func (a *analyzer) addFunc(name []*pg.Node) {
 	if sideEffectFuncs[base] {
 		a.sideEffects = true
 	}
+	if serverInfoFuncs[base] || strings.HasPrefix(base, "pg_") || strings.HasPrefix(base, "has_") {
+		a.serverInfo = true
+	}
+}
+
+// serverInfoFuncs describe the server or the session rather than the data
+// (besides every pg_* and has_*_privilege function).
+var serverInfoFuncs = map[string]bool{
+	"version": true, "current_setting": true, "current_database": true,
+	"current_schema": true, "current_schemas": true, "current_query": true,
+	"inet_server_addr": true, "inet_server_port": true, "inet_client_addr": true, "inet_client_port": true,
+	"txid_current": true, "txid_current_if_assigned": true, "txid_current_snapshot": true,
+	"obj_description": true, "col_description": true, "shobj_description": true,
+	"format_type": true, "to_regclass": true, "to_regtype": true, "to_regproc": true,
+	"to_regprocedure": true, "to_regnamespace": true, "to_regrole": true,
 }
 
 // volatileFuncs are functions whose result differs between executions or

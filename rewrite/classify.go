@@ -188,6 +188,14 @@ type Statement struct {
 	// cannot be replayed on another server and expected to produce the same
 	// rows, nor their results compared.
 	HasVolatile bool
+	// ServerInfo is set when the statement asks about the server or the
+	// session rather than the data: it reads the system catalogs
+	// (pg_catalog, information_schema, or an unqualified pg_* relation) or
+	// calls version(), current_setting(), current_user, a pg_* function
+	// and the like. Its answer depends on the server it runs on (OIDs,
+	// settings, versions, another engine altogether), so it is not
+	// compared with another server's.
+	ServerInfo bool
 	// HasSideEffects is set when the statement calls a function known to
 	// change state beyond its own result: nextval/setval, advisory locks,
 	// set_config, pg_notify, large-object writes, ... A SELECT with this

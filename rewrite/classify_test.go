@@ -20,6 +20,17 @@ var classifyCases = []struct {
 }{
 	// Reads.
 	{"SELECT 1", []Statement{{Kind: Read, Command: "SELECT"}}},
+	// Reads about the server or the session, not the data.
+	{"SELECT t.oid, t.typelem AS elemtype FROM pg_catalog.pg_type AS t WHERE t.oid = $1",
+		[]Statement{{Kind: Read, Command: "SELECT", Tables: s("pg_catalog.pg_type"), Params: 1, ServerInfo: true}}},
+	{"select relname from pg_class join pg_namespace n on n.oid = relnamespace",
+		[]Statement{{Kind: Read, Command: "SELECT", Tables: s("pg_class", "pg_namespace"), ServerInfo: true}}},
+	{"select column_name from information_schema.columns where table_name = $1",
+		[]Statement{{Kind: Read, Command: "SELECT", Tables: s("information_schema.columns"), Params: 1, ServerInfo: true}}},
+	{"select version()", []Statement{{Kind: Read, Command: "SELECT", HasVolatile: true, ServerInfo: true}}},
+	{"SELECT current_user, current_setting('TimeZone')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
+	{"select pg_size_pretty(pg_relation_size('users'))", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
+	{"select has_table_privilege('users', 'select')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
 	{"select * from users where id = $1", []Statement{{Kind: Read, Command: "SELECT", Tables: s("users"), Params: 1}}},
 	{"SELECT u.name, o.total FROM public.users u JOIN orders o ON o.user_id = u.id WHERE u.id = $2 AND o.x = $1",
 		[]Statement{{Kind: Read, Command: "SELECT", Tables: s("public.users", "orders"), Params: 2}}},
@@ -181,7 +192,7 @@ var classifyCases = []struct {
 	{"LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE", []Statement{{Kind: Other, Command: "LOCK TABLE", Tables: s("accounts")}}},
 	{"REFRESH MATERIALIZED VIEW CONCURRENTLY mv", []Statement{{Kind: Other, Command: "REFRESH MATERIALIZED VIEW", Tables: s("mv"), WriteTables: s("mv")}}},
 	{"CHECKPOINT", []Statement{{Kind: Other, Command: "CHECKPOINT"}}},
-	{"SELECT pg_advisory_lock(42)", []Statement{{Kind: Read, Command: "SELECT", Functions: s("pg_advisory_lock"), HasSideEffects: true}}},
+	{"SELECT pg_advisory_lock(42)", []Statement{{Kind: Read, Command: "SELECT", Functions: s("pg_advisory_lock"), HasSideEffects: true, ServerInfo: true}}},
 	{"SELECT pg_catalog.set_config('app.user', $1, true)", []Statement{{Kind: Read, Command: "SELECT", Functions: s("pg_catalog.set_config"), Params: 1, HasSideEffects: true}}},
 	{"SELECT 'now'::timestamptz, random()", []Statement{{Kind: Read, Command: "SELECT", Functions: s("random"), HasVolatile: true}}},
 

@@ -49,10 +49,11 @@ type clientLib struct {
 var clientLibs = []clientLib{
 	{"pgjdbc", preparePgJDBC},
 	{"psycopg", preparePsycopg},
+	{"asyncpg", prepareAsyncpg},
 	{"node-postgres", prepareNodePostgres},
 }
 
-// TestClientLibraries runs PgJDBC, psycopg 3 and node-postgres programs
+// TestClientLibraries runs PgJDBC, psycopg 3, asyncpg and node-postgres programs
 // once directly against Postgres and once through the proxy in phase
 // shadow-read (dual-write with reads compared), and requires the same
 // transcript from both: generated keys (PgJDBC's own RETURNING *, to which
@@ -265,6 +266,15 @@ func jdbcURL(t *testing.T, pgURL string) string {
 func preparePsycopg(t *testing.T) func(*testing.T, string) string {
 	testdb.EnsurePackages(t, "python3-psycopg")
 	script := filepath.Join(clientsDir(t), "compat.py")
+	return func(t *testing.T, pgURL string) string {
+		return runProgram(t, nil, "/usr/bin/python3", script, pgURL)
+	}
+}
+
+// prepareAsyncpg uses Debian's asyncpg with Debian's own Python.
+func prepareAsyncpg(t *testing.T) func(*testing.T, string) string {
+	testdb.EnsurePackages(t, "python3-asyncpg")
+	script := filepath.Join(clientsDir(t), "compat_asyncpg.py")
 	return func(t *testing.T, pgURL string) string {
 		return runProgram(t, nil, "/usr/bin/python3", script, pgURL)
 	}
