@@ -50,10 +50,11 @@ var clientLibs = []clientLib{
 	{"pgjdbc", preparePgJDBC},
 	{"psycopg", preparePsycopg},
 	{"asyncpg", prepareAsyncpg},
+	{"lib/pq", prepareLibPQ},
 	{"node-postgres", prepareNodePostgres},
 }
 
-// TestClientLibraries runs PgJDBC, psycopg 3, asyncpg and node-postgres programs
+// TestClientLibraries runs PgJDBC, psycopg 3, asyncpg, lib/pq and node-postgres programs
 // once directly against Postgres and once through the proxy in phase
 // shadow-read (dual-write with reads compared), and requires the same
 // transcript from both: generated keys (PgJDBC's own RETURNING *, to which
