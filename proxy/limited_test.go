@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"encoding/binary"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/shadowproxy/shadowproxy/protocol"
@@ -68,7 +71,7 @@ func TestLimitedPortal(t *testing.T) {
 				if lp.sent < int(tt.limits[0]) {
 					lp.sent++
 				} else {
-					lp.rows = append(lp.rows, dataRow(string(rune('0'+i))))
+					lp.hold(dataRow(string(rune('0' + i))))
 				}
 			}
 			out, replaced := lp.ran(protocol.Message{Type: 'C', Body: tag[5:]}, tt.limits[0])
@@ -93,5 +96,38 @@ func TestRetag(t *testing.T) {
 		if got := string(retag([]byte(in), 2)); got != want {
 			t.Errorf("retag(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestLimitedPortalSpill holds more than limitedHoldMax: the rows past it go
+// through the temporary file and come back whole and in order.
+func TestLimitedPortalSpill(t *testing.T) {
+	lp := &limitedPortal{}
+	big := strings.Repeat("x", 200)
+	const n = limitedHoldMax/200 + 500
+	for i := range n {
+		lp.hold(dataRow(fmt.Sprintf("%06d%s", i, big)[:200]))
+	}
+	if lp.spill == nil || lp.spilled == 0 {
+		t.Fatalf("nothing spilled: %d rows in memory", len(lp.rows))
+	}
+	lp.tag = []byte("UPDATE 1")
+	got := 0
+	for {
+		out := lp.next(1000)
+		for len(out) > 0 && out[0] == 'D' {
+			size := int(binary.BigEndian.Uint32(out[1:5]))
+			if v := string(out[11:17]); v != fmt.Sprintf("%06d", got) {
+				t.Fatalf("row %d came back as %q", got, v)
+			}
+			got++
+			out = out[1+size:]
+		}
+		if len(out) > 0 && out[0] == 'C' {
+			break
+		}
+	}
+	if got != n || lp.spill != nil {
+		t.Fatalf("got %d of %d rows; file still open: %v", got, n, lp.spill != nil)
 	}
 }

@@ -1061,7 +1061,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		ss.captureRow(l, st, mode, plan, vals)
 		if lp := e.limited; lp != nil {
 			if lp.sent >= int(e.limit) {
-				lp.rows = append(lp.rows, append([]byte(nil), client...))
+				lp.hold(client)
 				return nil, true
 			}
 			lp.sent++
