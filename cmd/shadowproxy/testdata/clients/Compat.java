@@ -75,6 +75,16 @@ public class Compat {
                 p("batch", Arrays.toString(ps.executeBatch()));
             }
 
+            // reWriteBatchedInserts: PgJDBC sends one multi-row INSERT.
+            try (Connection rw = DriverManager.getConnection(args[0] + "&reWriteBatchedInserts=true");
+                    PreparedStatement ps = rw.prepareStatement("insert into events (kind) values (?)")) {
+                for (int i = 0; i < 5; i++) {
+                    ps.setString(1, "java-rewritten-" + i);
+                    ps.addBatch();
+                }
+                p("rewritten batch", Arrays.toString(ps.executeBatch()));
+            }
+
             c.setAutoCommit(false);
             try (Statement s = c.createStatement()) {
                 p("update", s.executeUpdate("update items set qty = qty + 10 where name = 'java-0'"));

@@ -29,6 +29,15 @@ with psycopg.connect(sys.argv[1], autocommit=True) as c:
     with c.cursor() as cur:
         cur.executemany("insert into events (kind) values (%s)", [(f"py-batch-{i}",) for i in range(4)])
         p("batch", cur.rowcount)
+        # executemany with RETURNING: one result set per row, pipelined.
+        cur.executemany("insert into events (kind) values (%s) returning id, kind",
+                        [(f"py-ret-{i}",) for i in range(3)], returning=True)
+        got = []
+        while True:
+            got.append(cur.fetchone())
+            if not cur.nextset():
+                break
+        p("batch returning", got)
     with c.pipeline():
         c.execute("update items set qty = qty + 1 where name = %s", ("py-0",))
         c.execute("update items set qty = qty + 1 where name = %s", ("py-1",))
