@@ -78,6 +78,10 @@ type MirrorConfig struct {
 	QueueLen int `toml:"queue_len"`
 	// MaxSpoolBytes bounds the spool on disk.
 	MaxSpoolBytes int64 `toml:"max_spool_bytes"`
+	// MaxTxBytes bounds the row images the proxy holds for one open
+	// transaction; a transaction that writes more is dead-lettered without
+	// its rows and its tables marked dirty. 0: no bound.
+	MaxTxBytes int64 `toml:"max_tx_bytes"`
 	// Fsync is the spool's fsync policy: "always" (every transaction),
 	// "interval" (group commit every fsync_interval) or "never".
 	Fsync         string        `toml:"fsync"`
@@ -201,6 +205,7 @@ func DefaultConfig() *Config {
 		Mirror: MirrorConfig{
 			QueueLen:      1024,
 			MaxSpoolBytes: 8 << 30,
+			MaxTxBytes:    256 << 20,
 			Fsync:         "interval",
 			FsyncInterval: 100 * time.Millisecond,
 		},
@@ -375,6 +380,9 @@ func (c *Config) Validate() error {
 	case "always", "interval", "never":
 	default:
 		bad("mirror.fsync", "want always, interval or never, got %q", c.Mirror.Fsync)
+	}
+	if c.Mirror.MaxTxBytes < 0 {
+		bad("mirror.max_tx_bytes", "must be 0 (no bound) or positive, got %d", c.Mirror.MaxTxBytes)
 	}
 	if c.Mirror.QueueLen <= 0 {
 		bad("mirror.queue_len", "must be positive, got %d", c.Mirror.QueueLen)

@@ -35,6 +35,9 @@ const (
 	// ReasonUnencodable: the batch could not be encoded for the spool (a
 	// Change with an invalid Op).
 	ReasonUnencodable = "unencodable"
+	// ReasonTooLarge: the producer did not keep a transaction's changes,
+	// which outgrew its bound (see Mirror.Unmirrored).
+	ReasonTooLarge = "transaction too large"
 )
 
 // DeadLetter is one line of deadletter.jsonl: a batch the mirror could not

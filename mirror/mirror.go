@@ -473,6 +473,18 @@ func (m *Mirror) lose(dl *DeadLetter, dropped bool) {
 	notify(m.wakeState)
 }
 
+// Unmirrored records a committed transaction whose changes the producer
+// could not hand over (they outgrew what it may hold, say): a dead letter
+// with its tables, fingerprints and number of changes but no rows, and the
+// tables marked dirty, so that the loss is reported and repaired rather
+// than silent.
+func (m *Mirror) Unmirrored(reason string, tables, fingerprints []string, numChanges int) {
+	m.lose(&DeadLetter{
+		Time: m.opts.Now(), Reason: reason, ChangeIndex: -1,
+		Tables: tables, Fingerprints: fingerprints, NumChanges: numChanges,
+	}, false)
+}
+
 // AppliedSeq returns the position of the mirror: every batch with a Seq up
 // to it has been applied to the target (or dead-lettered).
 func (m *Mirror) AppliedSeq() uint64 { return m.appliedSeq.Load() }

@@ -54,6 +54,9 @@ type Journal interface {
 	// itself only when it does not: an fsync would hold up every session
 	// the loop serves.
 	SyncsEachWrite() bool
+	// Unmirrored records a committed transaction whose changes were not
+	// kept (see txBuffer): dead-lettered without rows, tables dirty.
+	Unmirrored(reason string, tables, fingerprints []string, numChanges int)
 }
 
 // Mirroring is the dual-write machinery that sessions share: capture
@@ -65,6 +68,10 @@ type Mirroring struct {
 	log      *slog.Logger
 	// translate converts a statement for a MySQL target; nil for Postgres.
 	translate func(sql string) (string, []int, error)
+
+	// maxTxBytes bounds the row images a session holds for one open
+	// transaction (mirror.max_tx_bytes); see txBuffer.
+	maxTxBytes atomic.Int64
 
 	// journaled is the last journal position handed out: a read that
 	// starts now is compared once the new database has applied it.
@@ -112,7 +119,10 @@ type MirroringOptions struct {
 	// mirrored as SQL (tables without a primary key) are translated.
 	MySQL     bool
 	CacheSize int
-	Logger    *slog.Logger
+	// MaxTxBytes bounds the row images held for one open transaction; 0
+	// means no bound. SetMaxTxBytes changes it later.
+	MaxTxBytes int64
+	Logger     *slog.Logger
 }
 
 // NewMirroring returns the dual-write machinery feeding opts.Mirror.
@@ -136,6 +146,7 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 		notMirrored: map[string]*NotMirrored{},
 		drift:       map[string]*SchemaDrift{},
 	}
+	m.maxTxBytes.Store(opts.MaxTxBytes)
 	m.unresolvable, _ = lru.New[uint32, unresolvable](maxUnresolvable)
 	if m.log == nil {
 		m.log = slog.Default()
@@ -342,6 +353,17 @@ func (m *Mirroring) position() uint64 {
 		return 0
 	}
 	return m.journaled.Load()
+}
+
+// SetMaxTxBytes changes the bound on the row images held for one open
+// transaction (0: none), e.g. on a configuration reload.
+func (m *Mirroring) SetMaxTxBytes(n int64) { m.maxTxBytes.Store(n) }
+
+// unmirrored reports a transaction whose images outgrew maxTxBytes.
+func (m *Mirroring) unmirrored(o *txOverflow) {
+	m.log.Error("a transaction's row images outgrew mirror.max_tx_bytes; they are not mirrored and its tables are marked dirty",
+		"tables", o.tables, "changes", o.changes, "max_tx_bytes", m.maxTxBytes.Load())
+	m.journal.Unmirrored(mirror.ReasonTooLarge, o.tables, o.fingerprints, o.changes)
 }
 
 // journalTx writes a transaction's batch to the journal before its COMMIT

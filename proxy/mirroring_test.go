@@ -53,6 +53,7 @@ type nopJournal struct{}
 func (nopJournal) EnqueueDurable(*mirror.Batch) (uint64, error) { return 0, nil }
 func (nopJournal) Resolve(uint64, bool)                         {}
 func (nopJournal) SyncsEachWrite() bool                         { return false }
+func (nopJournal) Unmirrored(string, []string, []string, int)   {}
 
 // An OID the catalog does not know is looked up once: a temporary table is
 // remembered as such without reloading the catalog, a permanent table made

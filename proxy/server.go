@@ -177,6 +177,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	s.state.Store(st)
 	s.cfg.Store(cfg)
+	if s.mirroring != nil {
+		s.mirroring.SetMaxTxBytes(cfg.Mirror.MaxTxBytes)
+	}
 	s.metrics.SetPhase(cfg.Phase)
 	if cfg.Phase != old.Phase {
 		s.log.Info("phase changes at each session's next transaction boundary", "from", old.Phase, "to", cfg.Phase)

@@ -166,11 +166,11 @@ func (ss *session) truncateChanges(st *rewrite.Statement) {
 		if len(tr.Tables) > 0 {
 			table = qualify(tr.Tables[0])
 		}
-		ss.tx.add(mirror.Change{Op: mirror.OpStatement, Table: table, SQL: st.SQL, Fingerprint: st.Fingerprint})
+		ss.addChange(mirror.Change{Op: mirror.OpStatement, Table: table, SQL: st.SQL, Fingerprint: st.Fingerprint})
 		return
 	}
 	for _, t := range tr.Tables {
-		ss.tx.add(mirror.Change{Op: mirror.OpStatement, Table: qualify(t), SQL: "DELETE FROM " + mysqlTable(t), Fingerprint: st.Fingerprint})
+		ss.addChange(mirror.Change{Op: mirror.OpStatement, Table: qualify(t), SQL: "DELETE FROM " + mysqlTable(t), Fingerprint: st.Fingerprint})
 	}
 }
 
@@ -654,8 +654,11 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 		}
 	}
 	ss.txMu.Lock()
-	b := ss.tx.take()
+	b, over := ss.tx.take()
 	ss.txMu.Unlock()
+	if over != nil {
+		ss.srv.mirroring.unmirrored(over)
+	}
 	if b == nil {
 		return 0
 	}
@@ -714,8 +717,11 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 	ss.clientTx, ss.txWrote = false, false
 	ss.txMu.Lock()
 	failed := status != 'T' || ss.tx.failed
-	b := ss.tx.take()
+	b, over := ss.tx.take()
 	ss.txMu.Unlock()
+	if over != nil && !failed {
+		ss.srv.mirroring.unmirrored(over)
+	}
 	if failed {
 		ss.exp.push(expectation{kind: expCommit})
 		if status == 'I' {
@@ -1280,7 +1286,7 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 			}
 		}
 		if changed {
-			ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: oldKey, Fingerprint: fp})
+			ss.addChange(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: oldKey, Fingerprint: fp})
 		}
 	}
 	switch plan.Op {
@@ -1292,9 +1298,9 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 		for i, c := range key {
 			k[i] = keyValue(l, row, c)
 		}
-		ss.tx.add(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: k, Fingerprint: fp})
+		ss.addChange(mirror.Change{Op: mirror.OpDelete, Table: table, KeyCols: key, Key: k, Fingerprint: fp})
 	default:
-		ss.tx.add(mirror.Change{Op: mirror.OpUpsert, Table: table, Columns: l.cols, Row: row, KeyCols: key, Fingerprint: fp})
+		ss.addChange(mirror.Change{Op: mirror.OpUpsert, Table: table, Columns: l.cols, Row: row, KeyCols: key, Fingerprint: fp})
 	}
 }
 
@@ -1338,7 +1344,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 	m := ss.srv.mirroring
 	if mode == modeStatement && ss.stmtRows > 0 && st != nil && ss.unresolved == "" {
 		if c, ok := ss.statementChange(st, p); ok {
-			ss.tx.add(c)
+			ss.addChange(c)
 		}
 	}
 	if mode == modeTruncate && msg.Type == 'C' && st != nil {
@@ -1559,13 +1565,22 @@ func (ss *session) copyStepDone(e expectation, msg protocol.Message, status byte
 	}
 }
 
+// addChange adds a row image to the open transaction, within
+// mirror.max_tx_bytes (see txBuffer).
+func (ss *session) addChange(c mirror.Change) {
+	ss.tx.add(c, ss.srv.mirroring.maxTxBytes.Load())
+}
+
 // journalLate journals images left in the buffer once their transaction
 // committed: an autocommit write the proxy could not put in a transaction
 // of its own, or rows that arrived after the proxy stopped waiting before
 // a COMMIT. They are correct but ordered by when they arrive, not by the
 // commit; a crash before this write would lose them.
 func (ss *session) journalLate() {
-	b := ss.tx.take()
+	b, over := ss.tx.take()
+	if over != nil {
+		ss.srv.mirroring.unmirrored(over)
+	}
 	if b == nil {
 		return
 	}

@@ -224,3 +224,59 @@ func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
 		t.Fatalf("new ledger has %d rows, want 2: %v", len(rows), rows)
 	}
 }
+
+// TestDualWriteTransactionTooLarge: a transaction whose row images outgrow
+// mirror.max_tx_bytes is committed on the old database as always, and is
+// dead-lettered without its rows, its table marked dirty; the transactions
+// around it are mirrored.
+func TestDualWriteTransactionTooLarge(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, faultSchema)
+	nw.Exec(t, faultNewSchema)
+	reportDir := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "shadowproxy.toml")
+	if err := os.WriteFile(cfg, []byte("[mirror]\nmax_tx_bytes = 20000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--config", cfg, "--phase", "dual-write", "--report-dir", reportDir)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{
+		"insert into ledger (acct, amount) values (1, 10)",
+		"insert into ledger (acct, amount) select g, g from generate_series(1, 500) g",
+		"insert into balances values (7, 70)",
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	m := p.waitMirrored(30 * time.Second)
+	if m["dead_lettered"] != 1.0 {
+		t.Fatalf("dead_lettered = %v, want 1: %v", m["dead_lettered"], m)
+	}
+	if dirty, _ := m["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.ledger" {
+		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
+	}
+	f, err := os.Open(filepath.Join(reportDir, "mirror", "deadletter.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dls, err := mirror.ReadDeadLetters(f)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters: %v %v", dls, err)
+	}
+	if dl := dls[0]; dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if rows := tableRows(t, nw.URL("postgres", "", "postgres"), "ledger"); len(rows) != 1 {
+		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
+	}
+	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "balances")
+}

@@ -96,7 +96,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	mg, err := proxy.NewMirroring(proxy.MirroringOptions{
-		Catalog: cat, Mirror: mir, MySQL: isMySQL, CacheSize: cfg.Rewrite.CacheSize, Logger: log,
+		Catalog: cat, Mirror: mir, MySQL: isMySQL, CacheSize: cfg.Rewrite.CacheSize, MaxTxBytes: cfg.Mirror.MaxTxBytes, Logger: log,
 	})
 	if err != nil {
 		mir.Close(ctx)
