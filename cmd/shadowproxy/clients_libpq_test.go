@@ -94,7 +94,7 @@ func libPQProgram(t *testing.T, pgURL string) string {
 
 	tx, err = db.Begin()
 	check(err)
-	cp, err := tx.Prepare(pq.CopyIn("items", "name", "qty"))
+	cp, err := tx.Prepare("copy items (name, qty) from stdin")
 	check(err)
 	for i, name := range []string{"pq-copy-1", "pq-copy-2"} {
 		_, err = cp.Exec(name, 7+i)

@@ -206,16 +206,7 @@ func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
 	if len(dirty) != 1 || dirty[0] != "public.ledger" {
 		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
 	}
-	f, err := os.Open(filepath.Join(reportDir, "mirror", "deadletter.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dls, err := mirror.ReadDeadLetters(f)
-	if err != nil || len(dls) != 1 {
-		t.Fatalf("dead letters: %v %v", dls, err)
-	}
-	dl := dls[0]
+	dl := onlyDeadLetter(t, reportDir)
 	if dl.SQLState != "23514" || len(dl.Changes) != 1 || dl.Changes[0].Fingerprint == "" || !strings.Contains(dl.Error, "small") {
 		t.Fatalf("dead letter %+v", dl)
 	}
@@ -263,6 +254,18 @@ func TestDualWriteTransactionTooLarge(t *testing.T) {
 	if dirty, _ := m["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.ledger" {
 		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
 	}
+	if dl := onlyDeadLetter(t, reportDir); dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if rows := tableRows(t, nw.URL("postgres", "", "postgres"), "ledger"); len(rows) != 1 {
+		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
+	}
+	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "balances")
+}
+
+// onlyDeadLetter returns the one dead letter under reportDir's mirror.
+func onlyDeadLetter(t *testing.T, reportDir string) mirror.DeadLetter {
+	t.Helper()
 	f, err := os.Open(filepath.Join(reportDir, "mirror", "deadletter.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -272,11 +275,5 @@ func TestDualWriteTransactionTooLarge(t *testing.T) {
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead letters: %v %v", dls, err)
 	}
-	if dl := dls[0]; dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
-		t.Fatalf("dead letter %+v", dl)
-	}
-	if rows := tableRows(t, nw.URL("postgres", "", "postgres"), "ledger"); len(rows) != 1 {
-		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
-	}
-	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "balances")
+	return dls[0]
 }
