@@ -153,7 +153,7 @@ func (ss *session) loginPassthrough(ctx context.Context, cr *protocol.Reader) (*
 			return ur, nil
 		default: // ParameterStatus, NoticeResponse
 			if msg.Type == protocol.MsgParameterStatus {
-				ss.noteParameter(msg.Body)
+				ss.noteParameterStatus(msg.Body)
 			}
 			if err := ss.writeClient(msg.Raw); err != nil {
 				return nil, err
@@ -258,9 +258,7 @@ func (ss *session) loginWithOwnCredentials(ctx context.Context, cr *protocol.Rea
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
 	for k, v := range hj.ParameterStatuses {
 		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
-		if k == "DateStyle" {
-			ss.nonISODates.Store(!strings.HasPrefix(v, "ISO"))
-		}
+		ss.noteParameter(k, v)
 	}
 	if err := ss.writeClient(buf); err != nil {
 		return nil, err

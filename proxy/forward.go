@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/shadowproxy/shadowproxy/metrics"
@@ -452,19 +451,36 @@ func (ss *session) onServerMessage(msg protocol.Message) {
 	case 'G': // CopyInResponse
 		ss.pending.markCopyIn()
 	case protocol.MsgParameterStatus:
-		ss.noteParameter(msg.Body)
+		ss.noteParameterStatus(msg.Body)
 	}
 }
 
-// noteParameter follows the server-reported settings the capture path
-// depends on.
-func (ss *session) noteParameter(body []byte) {
+// noteParameterStatus follows the server-reported settings the capture
+// path depends on.
+func (ss *session) noteParameterStatus(body []byte) {
 	name, rest, _ := protocol.CString(body)
-	if string(name) != "DateStyle" {
-		return
-	}
 	value, _, _ := protocol.CString(rest)
-	ss.nonISODates.Store(!strings.HasPrefix(string(value), "ISO"))
+	ss.noteParameter(string(name), string(value))
+}
+
+// noteParameter records DateStyle and TimeZone (see session.dates).
+func (ss *session) noteParameter(name, value string) {
+	switch name {
+	case "DateStyle":
+		ss.dateStyle = parseDateStyle(value)
+		switch {
+		case ss.dateStyle.iso():
+			ss.dates.Store(datesISO)
+		case ss.dateStyle.convertible():
+			ss.dates.Store(datesConverted)
+		default:
+			ss.dates.Store(datesUnreadable)
+		}
+	case "TimeZone":
+		// nil when Go does not know the zone: timestamptz values printed
+		// with an abbreviation then cannot be read back (see zoneOffset).
+		ss.zone, _ = time.LoadLocation(value)
+	}
 }
 
 // observeReady records the ReadyForQuery that ends a client's request:

@@ -49,11 +49,17 @@ type session struct {
 	upKey   []byte
 
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
-	// nonISODates is set while the session's DateStyle (reported by the
-	// server) is not ISO: captured date/time text would be ambiguous.
-	nonISODates atomic.Bool
-	pending     pendingQueue
-	draining    atomic.Bool
+	// The session's DateStyle and TimeZone, as the server reports them.
+	// dates says how captured date/time text can be read (datesISO,
+	// datesConverted, datesUnreadable) and is read by the client goroutine
+	// (planWrite); dateStyle and zone are used by the upstream side, which
+	// turns captured dates, timestamps and timestamptz values printed in a
+	// style other than ISO into ISO (isoDateTime).
+	dates     atomic.Uint32
+	dateStyle dateStyle
+	zone      *time.Location
+	pending   pendingQueue
+	draining  atomic.Bool
 
 	closeOnce sync.Once
 	closed    atomic.Bool // set before the proxy closes the connections itself

@@ -77,10 +77,10 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		}
 		return modeNone, nil
 	}
-	if ss.nonISODates.Load() {
-		// Row images are read back as text in the session's DateStyle; in
-		// any other than ISO, dates are ambiguous to the new database.
-		m.recordNotMirrored(st, "session DateStyle is not ISO")
+	if ss.dates.Load() == datesUnreadable {
+		// Row images are read back as text in the session's DateStyle,
+		// which the proxy cannot turn into ISO.
+		m.recordNotMirrored(st, "session DateStyle the proxy cannot read")
 		return modeNone, nil
 	}
 	switch st.Command {
@@ -110,6 +110,12 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 			// which is only faithful if it computes nothing volatile.
 			if st.HasVolatile {
 				m.recordNotMirrored(st, "volatile function in a write to a table without a primary key")
+				return modeNone, nil
+			}
+			if ss.dates.Load() != datesISO {
+				// The statement's own date literals would be read by the
+				// new database in its DateStyle, not the session's.
+				m.recordNotMirrored(st, "session DateStyle is not ISO (a table without a primary key is mirrored as a statement)")
 				return modeNone, nil
 			}
 			if m.translate != nil {
@@ -747,7 +753,7 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 	ss.pending.push(request{sent: time.Now()})
 	sql, _, _ := protocol.CString(msg.Body)
 	stmts, _ := ss.srv.classifier.Classify(string(sql))
-	if len(stmts) == 1 && stmts[0].Command == "COPY FROM" && ss.capture && !ss.nonISODates.Load() {
+	if len(stmts) == 1 && stmts[0].Command == "COPY FROM" && ss.capture && ss.dates.Load() != datesUnreadable {
 		ss.srv.metrics.CountQuery(kindOf(stmts[0]))
 		if ss.trackCopy(stmts[0], w) {
 			return nil, true
@@ -1272,15 +1278,29 @@ func (ss *session) captureRow(l *layout, st *rewrite.Statement, mode stmtMode, p
 	for _, v := range vals[l.rowStart:l.rowEnd] {
 		row = append(row, textValue(v))
 	}
+	if ss.dates.Load() != datesISO {
+		if err := ss.isoValues(l.cols, nil, row); err != nil {
+			ss.unresolved = "captured date/time value not readable: " + err.Error()
+			return
+		}
+	}
 	fp := ""
 	if st != nil {
 		fp = st.Fingerprint
 	}
 	if len(l.oldKeyIdx) > 0 {
 		oldKey := make([]mirror.Value, len(l.oldKeyIdx))
-		changed := false
 		for i, idx := range l.oldKeyIdx {
 			oldKey[i] = textValue(vals[idx])
+		}
+		if ss.dates.Load() != datesISO {
+			if err := ss.isoValues(l.cols, key, oldKey); err != nil {
+				ss.unresolved = "captured date/time value not readable: " + err.Error()
+				return
+			}
+		}
+		changed := false
+		for i := range l.oldKeyIdx {
 			if nv := keyValue(l, row, key[i]); nv != oldKey[i] {
 				changed = true
 			}

@@ -16,6 +16,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// The time zone database, for sessions whose DateStyle is not ISO:
+	// their timestamptz values are read back by zone (proxy/datestyle.go),
+	// and slim images have no /usr/share/zoneinfo.
+	_ "time/tzdata"
 )
 
 func main() {
