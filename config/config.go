@@ -163,7 +163,8 @@ type LoopConfig struct {
 	// after a wait that ended within BusyPoll, when the machine has a CPU
 	// to spare. A sleeping loop is woken by the kernel, which costs some
 	// microseconds per round trip; polling trades CPU time for that
-	// latency. Zero turns it off.
+	// latency. Zero turns it off; it is off anyway with fewer than two
+	// CPUs for the proxy (GOMAXPROCS, which follows a container's limit).
 	BusyPoll time.Duration `toml:"busy_poll"`
 }
 

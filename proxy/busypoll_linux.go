@@ -23,12 +23,16 @@ import (
 //     until a poll runs out without anything becoming ready;
 //   - when the machine has a CPU to spare: no more tasks are runnable than
 //     there are CPUs, as /proc/loadavg said at most a millisecond ago;
+//   - never with fewer than two CPUs for the proxy (GOMAXPROCS, which
+//     follows a container's CPU limit): polling would spend the quota the
+//     sessions need;
 //   - yielding the CPU between polls, so that a task woken on this CPU
 //     runs at once.
 //
 // It is used by the loop goroutine only.
 type busyPoller struct {
 	loadavg int // /proc/loadavg, or -1 when it cannot be read
+	cpus    int // CPUs the proxy may use
 	useful  bool
 	spare   bool
 	lookAt  int64 // when to look at the machine's load again, unix ns
@@ -41,7 +45,7 @@ func newBusyPoller(hits, misses prometheus.Counter) *busyPoller {
 	if err != nil {
 		fd = -1
 	}
-	return &busyPoller{loadavg: fd, hits: hits, misses: misses}
+	return &busyPoller{loadavg: fd, cpus: min(runtime.NumCPU(), runtime.GOMAXPROCS(0)), hits: hits, misses: misses}
 }
 
 func (b *busyPoller) close() {
@@ -54,7 +58,7 @@ func (b *busyPoller) close() {
 // poll polls epfd for up to window when that is worth it (see busyPoller),
 // and returns what epoll_wait found; 0 when the caller should sleep.
 func (b *busyPoller) poll(epfd int, events []syscall.EpollEvent, window time.Duration) (int, error) {
-	if window <= 0 || !b.useful || b.loadavg < 0 {
+	if window <= 0 || !b.useful || b.loadavg < 0 || b.cpus < 2 {
 		return 0, nil
 	}
 	now := time.Now()
@@ -62,7 +66,7 @@ func (b *busyPoller) poll(epfd int, events []syscall.EpollEvent, window time.Dur
 		b.lookAt = now.Add(time.Millisecond).UnixNano()
 		n, ok := b.runnable()
 		// The loop itself is one of the runnable tasks.
-		b.spare = ok && n <= runtime.NumCPU()
+		b.spare = ok && n <= b.cpus
 	}
 	if !b.spare {
 		return 0, nil

@@ -63,7 +63,7 @@ func TestBusyPoller(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &busyPoller{loadavg: fd, hits: prometheus.NewCounter(prometheus.CounterOpts{Name: "h"}), misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "m"})}
+		return &busyPoller{loadavg: fd, cpus: 2, hits: prometheus.NewCounter(prometheus.CounterOpts{Name: "h"}), misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "m"})}
 	}
 	events := make([]syscall.EpollEvent, 4)
 	const window = 50 * time.Millisecond
@@ -104,5 +104,14 @@ func TestBusyPoller(t *testing.T) {
 	}
 	if n, _ := b.poll(epfd, events, 0); n != 0 {
 		t.Fatal("polled with busy_poll = 0")
+	}
+
+	// One CPU for the proxy: never.
+	one := poller("0.10 0.10 0.10 1/100 1\n")
+	defer one.close()
+	one.cpus = 1
+	one.slept(time.Microsecond, 1, window)
+	if n, _ := one.poll(epfd, events, window); n != 0 || testutil.ToFloat64(one.hits) != 0 {
+		t.Fatal("polled with one CPU")
 	}
 }
