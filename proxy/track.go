@@ -953,7 +953,11 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	// the capture columns, which must come back as text. That needs the
 	// statement's column count, which the injected Describe brings.
 	if !p.desc.isReady() {
+		// The server answers the Describe only once told to flush its
+		// output: without the Flush it would hold the answer until the
+		// client's Sync, which comes after this Bind.
 		w.send(prefix)
+		w.send(flushMsg)
 		prefix = nil
 		if !w.flush() || !p.desc.waitReady(30*time.Second) {
 			return nil, false

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shadowproxy/shadowproxy/internal/testdb"
+)
+
+// TestPhaseSwitchCachedStatements switches the proxy from old-only to
+// dual-write (SIGHUP) while asyncpg and PgJDBC hold prepared statements
+// they made before the switch, with their result types cached. The
+// programs' answers must be those of a direct connection, and every write
+// after the switch must reach the new database.
+func TestPhaseSwitchCachedStatements(t *testing.T) {
+	testdb.EnsurePackages(t, "python3-asyncpg", "libpostgresql-jdbc-java", "default-jdk-headless")
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	oldURL, directURL := oldWithDirect(t, old, clientsSchema)
+	newURL := nw.URL("postgres", "", "postgres")
+	nw.Exec(t, clientsNewSchema)
+	cfgPath := filepath.Join(t.TempDir(), "shadowproxy.toml")
+	setPhase := func(p *proxyProc, phase string) {
+		body := fmt.Sprintf("phase = %q\nreport_dir = %q\n", phase, filepath.Dir(cfgPath))
+		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if p != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGHUP)
+			waitFor(t, "the reload to "+phase, func() bool { return p.status()["phase"] == phase })
+		}
+	}
+	setPhase(nil, "old-only")
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL}, "--config", cfgPath)
+
+	classes := t.TempDir()
+	runProgram(t, nil, "javac", "-d", classes, "-cp", "/usr/share/java/postgresql.jar", filepath.Join(clientsDir(t), "Switch.java"))
+	programs := map[string]func(pgURL string) *exec.Cmd{
+		"asyncpg": func(pgURL string) *exec.Cmd {
+			return exec.Command("/usr/bin/python3", filepath.Join(clientsDir(t), "switch_asyncpg.py"), pgURL)
+		},
+		"pgjdbc": func(pgURL string) *exec.Cmd {
+			return exec.Command("java", "-cp", classes+string(os.PathListSeparator)+"/usr/share/java/postgresql.jar", "Switch", jdbcURL(t, pgURL))
+		},
+	}
+	for _, name := range []string{"asyncpg", "pgjdbc"} {
+		t.Run(name, func(t *testing.T) {
+			direct := runPausing(t, programs[name](directURL), func() {})
+			setPhase(p, "old-only")
+			proxied := runPausing(t, programs[name](p.url("postgres", "postgres")), func() { setPhase(p, "dual-write") })
+			if direct != proxied {
+				t.Errorf("transcripts differ\ndirect:\n%s\nthrough the proxy:\n%s\nproxy log:\n%s", direct, proxied, tail(p.logs.String(), 3000))
+			}
+		})
+	}
+	m := p.waitMirrored(30 * time.Second)
+	if nm, _ := m["not_mirrored"].([]any); len(nm) != 0 || m["dead_lettered"] != 0.0 {
+		t.Errorf("mirror status %v", m)
+	}
+	// The new database has exactly the rows written after the switches.
+	after := "(select * from items where name like '%sw-b-%')"
+	compareTables(t, oldURL, newURL, after)
+	if rows := tableRows(t, newURL, "items"); len(rows) != 2*4 {
+		t.Errorf("new database has %d rows, want the 8 written after the switches:\n%s", len(rows), strings.Join(rows, "\n"))
+	}
+}
+
+// runPausing runs a program that prints "ready" and waits for a line on
+// stdin: onReady runs in between. It returns the program's output.
+func runPausing(t *testing.T, cmd *exec.Cmd, onReady func()) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if sc.Text() == "ready" {
+			onReady()
+			fmt.Fprintln(stdin)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", cmd.Path, err, out.String(), tail(stderr.String(), 4000))
+	}
+	return out.String()
+}
