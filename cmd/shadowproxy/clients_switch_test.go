@@ -16,10 +16,12 @@ import (
 )
 
 // TestPhaseSwitchCachedStatements switches the proxy from old-only to
-// dual-write (SIGHUP) while asyncpg and PgJDBC hold prepared statements
-// they made before the switch, with their result types cached. The
-// programs' answers must be those of a direct connection, and every write
-// after the switch must reach the new database.
+// dual-write, to shadow-read and back to old-only (SIGHUP) while asyncpg
+// and PgJDBC hold prepared statements they made before the switches, with
+// their result types cached. The programs' answers must be those of a
+// direct connection, every write made in dual-write and shadow-read must
+// reach the new database and none other, and the shadowed reads must
+// compare equal.
 func TestPhaseSwitchCachedStatements(t *testing.T) {
 	testdb.EnsurePackages(t, "python3-asyncpg", "libpostgresql-jdbc-java", "default-jdk-headless")
 	old := testdb.StartPostgres(t)
@@ -55,7 +57,11 @@ func TestPhaseSwitchCachedStatements(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			direct := runPausing(t, programs[name](directURL), func() {})
 			setPhase(p, "old-only")
-			proxied := runPausing(t, programs[name](p.url("postgres", "postgres")), func() { setPhase(p, "dual-write") })
+			next := []string{"dual-write", "shadow-read", "old-only"}
+			proxied := runPausing(t, programs[name](p.url("postgres", "postgres")), func() {
+				setPhase(p, next[0])
+				next = next[1:]
+			})
 			if direct != proxied {
 				t.Errorf("transcripts differ\ndirect:\n%s\nthrough the proxy:\n%s\nproxy log:\n%s", direct, proxied, tail(p.logs.String(), 3000))
 			}
@@ -65,11 +71,17 @@ func TestPhaseSwitchCachedStatements(t *testing.T) {
 	if nm, _ := m["not_mirrored"].([]any); len(nm) != 0 || m["dead_lettered"] != 0.0 {
 		t.Errorf("mirror status %v", m)
 	}
-	// The new database has exactly the rows written after the switches.
-	after := "(select * from items where name like '%sw-b-%')"
-	compareTables(t, oldURL, newURL, after)
-	if rows := tableRows(t, newURL, "items"); len(rows) != 2*4 {
-		t.Errorf("new database has %d rows, want the 8 written after the switches:\n%s", len(rows), strings.Join(rows, "\n"))
+	// The new database has exactly the rows written in dual-write and
+	// shadow-read, as they were before the switch back (the last UPDATE
+	// of sw-b-2 was not mirrored).
+	want := tableRows(t, oldURL, "(select id, name, case when name like '%sw-b-2' then qty - 1 else qty end, price, data, meta, created, tag from items where name like '%sw-b-%')")
+	got := tableRows(t, newURL, "items")
+	if strings.Join(got, "\n") != strings.Join(want, "\n") || len(got) != 2*5 {
+		t.Errorf("new database has\n%s\nwant the 10 rows written in dual-write and shadow-read:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	waitShadowIdle(t, p)
+	if r := report(t, p); r["compared"].(float64) < 2 || r["mismatched"].(float64) != 0 {
+		t.Errorf("shadow reads: %v compared, %v mismatched", r["compared"], r["mismatched"])
 	}
 }
 

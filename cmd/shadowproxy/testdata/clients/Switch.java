@@ -2,7 +2,8 @@
 // named statements S_n, their result types cached by the driver), writes,
 // prints "ready" and waits for a line on stdin, during which
 // TestPhaseSwitchCachedStatements switches the proxy from old-only to
-// dual-write, then writes again with the same statements.
+// dual-write, then writes again with the same statements; and so on
+// through shadow-read and back to old-only.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.sql.Connection;
@@ -19,9 +20,10 @@ public class Switch {
             for (int i = 0; i < 3; i++) {
                 insert(ins, "before", "jsw-a-" + i, i);
             }
+            BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
             System.out.println("ready");
             System.out.flush();
-            new BufferedReader(new InputStreamReader(System.in)).readLine();
+            in.readLine();
             for (int i = 0; i < 3; i++) {
                 insert(ins, "after", "jsw-b-" + i, i);
             }
@@ -33,15 +35,33 @@ public class Switch {
             System.out.println("update " + upd.executeUpdate());
             c.commit();
             c.setAutoCommit(true);
+            // Then shadow-read: the same statements, reads compared.
+            System.out.println("ready");
+            System.out.flush();
+            in.readLine();
+            insert(ins, "shadowed", "jsw-b-c", 3);
+            sel.setString(1, "jsw-b-%");
+            select(sel, "shadowed");
+            // And back to old-only: nothing more reaches the new database.
+            System.out.println("ready");
+            System.out.flush();
+            in.readLine();
+            insert(ins, "back", "jsw-d-0", 4);
+            upd.setString(1, "jsw-b-2");
+            System.out.println("update " + upd.executeUpdate());
             sel.setString(1, "jsw-%");
-            StringBuilder b = new StringBuilder("end");
-            try (ResultSet r = sel.executeQuery()) {
-                while (r.next()) {
-                    b.append(' ').append(r.getInt(1)).append('/').append(r.getString(2)).append('/').append(r.getInt(3));
-                }
-            }
-            System.out.println(b);
+            select(sel, "end");
         }
+    }
+
+    static void select(PreparedStatement sel, String label) throws Exception {
+        StringBuilder b = new StringBuilder(label);
+        try (ResultSet r = sel.executeQuery()) {
+            while (r.next()) {
+                b.append(' ').append(r.getInt(1)).append('/').append(r.getString(2)).append('/').append(r.getInt(3));
+            }
+        }
+        System.out.println(b);
     }
 
     static void insert(PreparedStatement ins, String label, String name, int qty) throws Exception {

@@ -2,7 +2,7 @@
 types, for the life of the connection), writes, prints "ready" and waits
 for a line on stdin, during which TestPhaseSwitchCachedStatements switches
 the proxy from old-only to dual-write, then writes again with the same
-statements. Prints a transcript of values the same on every run."""
+statements; and so on through shadow-read and back to old-only. Prints a transcript of values the same on every run."""
 import asyncio
 import sys
 
@@ -24,6 +24,14 @@ async def main():
     async with c.transaction():
         print("in tx", tuple(await ins.fetchrow("sw-b-tx", 9)), flush=True)
         await upd.fetch("sw-b-1")
+    # Then shadow-read: the same statements, reads compared.
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    print("shadowed", tuple(await ins.fetchrow("sw-b-c", 3)), [tuple(r) for r in await sel.fetch("sw-b-%")], flush=True)
+    # And back to old-only: nothing more reaches the new database.
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    print("back", tuple(await ins.fetchrow("sw-d-0", 4)), await upd.fetch("sw-b-2"), flush=True)
     print("end", [tuple(r) for r in await sel.fetch("sw-%")], flush=True)
     await c.close()
 
