@@ -25,6 +25,8 @@
 // COPY FROM, DDL, a COMMIT with results still due, fsync = always — hands
 // the session to its goroutines, which go on from the same buffered bytes
 // and state; they give it back at a quiet moment (less eagerly each time).
+// Between a request and its answer the loop may poll briefly instead of
+// sleeping (busypoll_linux.go, loop.busy_poll).
 //
 // # Dual-write
 //
@@ -39,6 +41,12 @@
 // through a staging table so its rows can be captured. The journal's order
 // is therefore a valid apply order, and a crash loses nothing: the mirror
 // asks the old database how unresolved transactions ended.
+//
+// What the capture must not change for the client: an Execute with a row
+// limit still captures every row (limited.go hands the client its rows
+// limit by limit), dates printed in a DateStyle other than ISO are turned
+// into ISO for the images (datestyle.go), and an open transaction's images
+// are bounded (txbuf.go, mirror.max_tx_bytes).
 //
 // Phases change only between requests with no transaction open.
 package proxy
