@@ -147,11 +147,11 @@ func isoDateTime(oid uint32, text string, style dateStyle, loc *time.Location) (
 			return "", errDateText
 		}
 		mo = int(m)
-		if d, err = atoiDigits(day); err != nil {
+		if d, err = atoiDigits(day); err != nil || len(day) != 2 {
 			return "", errDateText
 		}
 		clock = f[3]
-		if y, err = atoiDigits(f[4]); err != nil {
+		if y, err = atoiDigits(f[4]); err != nil || len(f[4]) < 4 {
 			return "", errDateText
 		}
 		if len(f) == 6 {
@@ -193,6 +193,11 @@ func numericDate(s, sep string, monthFirst bool) (y, mo, d int, err error) {
 	}
 	if monthFirst {
 		p[0], p[1] = p[1], p[0]
+	}
+	// As PostgreSQL prints them: two-digit day and month, a year of four
+	// digits or more.
+	if len(p[0]) != 2 || len(p[1]) != 2 || len(p[2]) < 4 {
+		return 0, 0, 0, errDateText
 	}
 	if d, err = atoiDigits(p[0]); err == nil {
 		if mo, err = atoiDigits(p[1]); err == nil {
@@ -309,11 +314,13 @@ func validClock(s string) bool {
 	if len(p) != 3 || hasFrac && (frac == "" || len(frac) > 9) {
 		return false
 	}
-	if hasFrac {
-		p = append(p, frac)
-	}
 	for _, x := range p {
-		if _, err := atoiDigits(x); err != nil {
+		if _, err := atoiDigits(x); err != nil || len(x) != 2 {
+			return false
+		}
+	}
+	if hasFrac {
+		if _, err := atoiDigits(frac); err != nil {
 			return false
 		}
 	}
