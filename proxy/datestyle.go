@@ -171,15 +171,16 @@ func isoDateTime(oid uint32, text string, style dateStyle, loc *time.Location) (
 		}
 		return withBC(date, bc), nil
 	case oidTimestamp:
-		if !validClock(clock) || zone != "" {
+		if _, ok := parseClock(clock); !ok || zone != "" {
 			return "", errDateText
 		}
 		return withBC(date+" "+clock, bc), nil
 	case oidTimestamptz:
-		if !validClock(clock) || zone == "" {
+		c, ok := parseClock(clock)
+		if !ok || zone == "" {
 			return "", errDateText
 		}
-		return utcInstant(y, mo, d, clock, zone, bc, loc)
+		return utcInstant(y, mo, d, c, zone, bc, loc)
 	}
 	return "", errDateText
 }
@@ -217,37 +218,12 @@ func withBC(s string, bc bool) string {
 // utcInstant resolves a local date and clock printed with a zone
 // abbreviation (or a numeric offset) in loc, and prints the instant in UTC
 // as PostgreSQL's ISO style does.
-func utcInstant(y, mo, d int, clock, zone string, bc bool, loc *time.Location) (string, error) {
-	hms, frac, _ := strings.Cut(clock, ".")
-	p := strings.Split(hms, ":")
-	if len(p) != 3 {
-		return "", errDateText
-	}
-	var hh, mm, ss int
-	var err error
-	if hh, err = atoiDigits(p[0]); err != nil {
-		return "", errDateText
-	}
-	if mm, err = atoiDigits(p[1]); err != nil {
-		return "", errDateText
-	}
-	if ss, err = atoiDigits(p[2]); err != nil {
-		return "", errDateText
-	}
-	ns := 0
-	if frac != "" {
-		if len(frac) > 9 {
-			return "", errDateText
-		}
-		if ns, err = atoiDigits(frac + strings.Repeat("0", 9-len(frac))); err != nil {
-			return "", errDateText
-		}
-	}
+func utcInstant(y, mo, d int, c clockTime, zone string, bc bool, loc *time.Location) (string, error) {
 	year := y
 	if bc {
 		year = 1 - y // astronomical numbering: 1 BC is year 0
 	}
-	wall := time.Date(year, time.Month(mo), d, hh, mm, ss, ns, time.UTC)
+	wall := time.Date(year, time.Month(mo), d, c.h, c.m, c.s, c.ns, time.UTC)
 	offset, err := zoneOffset(wall, zone, loc)
 	if err != nil {
 		return "", err
@@ -259,8 +235,8 @@ func utcInstant(y, mo, d int, clock, zone string, bc bool, loc *time.Location) (
 		ty = 1 - ty
 	}
 	out := fmt.Sprintf("%04d-%02d-%02d %02d:%02d:%02d", ty, t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second())
-	if frac != "" {
-		out += "." + frac
+	if c.frac != "" {
+		out += "." + c.frac
 	}
 	return withBC(out+"+00", tbc), nil
 }
@@ -307,24 +283,34 @@ func atoiDigits(s string) (int, error) {
 	return strconv.Atoi(s)
 }
 
-// validClock reports whether s is HH:MM:SS with an optional fraction.
-func validClock(s string) bool {
-	hms, frac, hasFrac := strings.Cut(s, ".")
+// clockTime is a time of day as PostgreSQL prints it, HH:MM:SS with an
+// optional fraction of up to nine digits (kept as printed in frac).
+type clockTime struct {
+	h, m, s, ns int
+	frac        string
+}
+
+func parseClock(str string) (c clockTime, ok bool) {
+	hms, frac, hasFrac := strings.Cut(str, ".")
 	p := strings.Split(hms, ":")
 	if len(p) != 3 || hasFrac && (frac == "" || len(frac) > 9) {
-		return false
+		return c, false
 	}
-	for _, x := range p {
-		if _, err := atoiDigits(x); err != nil || len(x) != 2 {
-			return false
+	for i, dst := range []*int{&c.h, &c.m, &c.s} {
+		n, err := atoiDigits(p[i])
+		if err != nil || len(p[i]) != 2 {
+			return c, false
 		}
+		*dst = n
 	}
 	if hasFrac {
-		if _, err := atoiDigits(frac); err != nil {
-			return false
+		ns, err := atoiDigits(frac + strings.Repeat("0", 9-len(frac)))
+		if err != nil {
+			return c, false
 		}
+		c.ns, c.frac = ns, frac
 	}
-	return true
+	return c, true
 }
 
 // numericOffset parses "+05", "-03:30", "+05:30:15".

@@ -359,8 +359,12 @@ func (m *Mirroring) position() uint64 {
 // transaction (0: none), e.g. on a configuration reload.
 func (m *Mirroring) SetMaxTxBytes(n int64) { m.maxTxBytes.Store(n) }
 
-// unmirrored reports a transaction whose images outgrew maxTxBytes.
+// unmirrored reports a transaction whose images outgrew maxTxBytes; o is
+// what txBuffer.take returned, nil when they did not.
 func (m *Mirroring) unmirrored(o *txOverflow) {
+	if o == nil {
+		return
+	}
 	m.log.Error("a transaction's row images outgrew mirror.max_tx_bytes; they are not mirrored and its tables are marked dirty",
 		"tables", o.tables, "changes", o.changes, "max_tx_bytes", m.maxTxBytes.Load())
 	m.journal.Unmirrored(mirror.ReasonTooLarge, o.tables, o.fingerprints, o.changes)

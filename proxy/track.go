@@ -662,9 +662,7 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	ss.txMu.Lock()
 	b, over := ss.tx.take()
 	ss.txMu.Unlock()
-	if over != nil {
-		ss.srv.mirroring.unmirrored(over)
-	}
+	ss.srv.mirroring.unmirrored(over)
 	if b == nil {
 		return 0
 	}
@@ -725,7 +723,7 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 	failed := status != 'T' || ss.tx.failed
 	b, over := ss.tx.take()
 	ss.txMu.Unlock()
-	if over != nil && !failed {
+	if !failed {
 		ss.srv.mirroring.unmirrored(over)
 	}
 	if failed {
@@ -1602,9 +1600,7 @@ func (ss *session) addChange(c mirror.Change) {
 // commit; a crash before this write would lose them.
 func (ss *session) journalLate() {
 	b, over := ss.tx.take()
-	if over != nil {
-		ss.srv.mirroring.unmirrored(over)
-	}
+	ss.srv.mirroring.unmirrored(over)
 	if b == nil {
 		return
 	}
