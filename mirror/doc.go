@@ -134,7 +134,10 @@
 // marked dirty and Stats.Overflowed is set (and EnqueueDurable returns
 // ErrSpoolFull). Dropping is the only way to keep both promises that matter
 // more: the disk stays bounded and the client is not blocked; the dirty
-// tables tell what to repair.
+// tables tell what to repair. A producer that could not keep a
+// transaction's changes at all (they outgrew its memory bound) reports it
+// with Unmirrored: dead-lettered without rows, reason "transaction too
+// large", tables dirty.
 //
 // Outcomes given by Resolve are kept in memory, in Seq order, only until
 // the applier passes their batch, and for at most a million unapplied
