@@ -635,12 +635,14 @@ func (t *translator) selectStmt(s *pg.SelectStmt) {
 		rt := n.GetResTarget()
 		if isStar(rt.GetVal()) {
 			// * and t.* are only valid here, as whole output columns.
+			// PostgreSQL ignores an alias on t.* (it names no single
+			// column); MySQL refuses one.
 			t.allowStar = true
 			t.expr(rt.GetVal())
 			t.allowStar = false
-		} else {
-			t.expr(rt.GetVal())
+			continue
 		}
+		t.expr(rt.GetVal())
 		if rt.GetName() != "" {
 			t.w(" AS ", t.ident(rt.GetName()))
 		}

@@ -183,6 +183,7 @@ var translateCases = []struct {
 		"SELECT `a` FROM `t` ORDER BY `a`, `b` DESC, `a` IS NULL, `a` LIMIT 18446744073709551615 OFFSET 5", nil},
 	{"SELECT * FROM a JOIN b USING (id) CROSS JOIN c WHERE a.x = 1 FOR UPDATE SKIP LOCKED",
 		"SELECT * FROM `a` JOIN `b` USING (`id`) CROSS JOIN `c` WHERE `a`.`x` = 1 FOR UPDATE SKIP LOCKED", nil},
+	{"SELECT t.* AS ignored, t.id AS x FROM t", "SELECT `t`.*, `t`.`id` AS `x` FROM `t`", nil},
 	{"SELECT t.* FROM (SELECT id FROM t) AS s JOIN t ON t.id = s.id",
 		"SELECT `t`.* FROM (SELECT `id` FROM `t`) AS `s` JOIN `t` ON `t`.`id` = `s`.`id`", nil},
 	{"SELECT a FROM t UNION ALL SELECT b FROM u", "(SELECT `a` FROM `t`) UNION ALL (SELECT `b` FROM `u`)", nil},
