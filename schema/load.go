@@ -60,17 +60,18 @@ SELECT a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod,
        format_type(a.atttypid, a.atttypmod), a.attnotnull,
        a.attidentity::text, a.attgenerated::text,
        COALESCE(pg_get_expr(d.adbin, d.adrelid), ''), COALESCE(d.adbin::text, ''),
-       COALESCE((SELECT sn.nspname || '.' || s.relname
-                   FROM pg_depend dep
-                   JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
-                   JOIN pg_namespace sn ON sn.oid = s.relnamespace
-                  WHERE dep.classid = 'pg_class'::regclass
-                    AND dep.refclassid = 'pg_class'::regclass
-                    AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum
-                    AND dep.deptype IN ('a', 'i')
-                  LIMIT 1), '')
+       COALESCE(seq.name, ''), COALESCE(seq.oid, 0)
   FROM pg_attribute a
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  LEFT JOIN LATERAL (SELECT sn.nspname || '.' || s.relname AS name, s.oid
+                       FROM pg_depend dep
+                       JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
+                       JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                      WHERE dep.classid = 'pg_class'::regclass
+                        AND dep.refclassid = 'pg_class'::regclass
+                        AND dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum
+                        AND dep.deptype IN ('a', 'i')
+                      LIMIT 1) seq ON true
  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`
 
@@ -194,7 +195,7 @@ func loadColumns(ctx context.Context, q Querier, oids []uint32, byOID map[uint32
 			expr, tree, sequence string
 		)
 		if err := r.Scan(&rel, &num, &c.Name, &c.TypeOID, &c.Typmod, &c.TypeName, &c.NotNull,
-			&identity, &generated, &expr, &tree, &sequence); err != nil {
+			&identity, &generated, &expr, &tree, &sequence, &c.SequenceOID); err != nil {
 			return err
 		}
 		c.Num = int(num)

@@ -172,6 +172,9 @@ type Column struct {
 	// (serial, bigserial, identity), or "". Sequences on the new database
 	// must be advanced past the mirrored values before it takes writes.
 	Sequence string
+	// SequenceOID is the OID of that sequence (0: none). Unlike the name it
+	// needs no quoting to be looked up.
+	SequenceOID uint32
 }
 
 // BaseType returns the column's type with domains resolved: the type, its

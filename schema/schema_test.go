@@ -234,6 +234,12 @@ func TestLoadColumns(t *testing.T) {
 	if got := users.Column("id").Sequence; got != "public.users_id_seq" {
 		t.Errorf("id sequence = %q", got)
 	}
+	if got := users.Column("id").SequenceOID; got == 0 {
+		t.Error("id sequence OID = 0")
+	}
+	if got := users.Column("email").SequenceOID; got != 0 {
+		t.Errorf("email sequence OID = %d, want 0", got)
+	}
 	if c := users.Column("doubled"); !c.Generated || c.GenerationExpr != "(id * 2)" || c.Default != "" {
 		t.Errorf("doubled: %+v", c)
 	}

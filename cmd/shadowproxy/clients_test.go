@@ -212,6 +212,18 @@ func execIn(t *testing.T, pgURL, sql string) {
 	}
 }
 
+// queryRow runs a one-row query on pgURL and scans it into dest.
+func queryRow(t *testing.T, pgURL, sql string, dest ...any) error {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return c.QueryRow(ctx, sql).Scan(dest...)
+}
+
 // runProgram runs a client program with a time limit and returns its
 // standard output, failing the test with both outputs when it fails.
 func runProgram(t *testing.T, env []string, name string, args ...string) string {

@@ -152,12 +152,13 @@ create table scratch (id int primary key, v text);
 `
 
 // newSchema is the same tables without defaults or triggers: every value
-// must come from the old database's row images.
+// must come from the old database's row images. The ids keep their
+// sequences, which the mirror must move past the ids it writes.
 const newSchema = `
-create table accounts (id int primary key, name text not null, balance numeric(12,2), created timestamptz, token uuid, r float8, active bool);
+create table accounts (id serial primary key, name text not null, balance numeric(12,2), created timestamptz, token uuid, r float8, active bool);
 create table composite (a text, b int, v text, primary key (a, b));
 create table nokey (msg text, n int, at timestamptz);
-create table trig (id bigint primary key, v text, upper_v text, touched timestamptz);
+create table trig (id bigint generated always as identity primary key, v text, upper_v text, touched timestamptz);
 create table kinds (k uuid primary key, j jsonb, arr int[], raw bytea, d date, ts timestamp, tz timestamptz, nums numeric, f4 real);
 create table scratch (id int primary key, v text);
 `
@@ -324,6 +325,19 @@ func TestDualWritePostgres(t *testing.T) {
 	mo, _ := m["verified_by_multiset_only"].([]any)
 	if len(mo) != 1 || mo[0] != "public.nokey" {
 		t.Errorf("verified_by_multiset_only = %v, want [public.nokey]", mo)
+	}
+	// The new database's sequences hand out ids past the mirrored ones.
+	for _, tc := range []struct{ table, seq string }{{"accounts", "accounts_id_seq"}, {"trig", "trig_id_seq"}} {
+		var maxID, next int64
+		if err := queryRow(t, old.URL("postgres", "", "postgres"), "select max(id) from "+tc.table, &maxID); err != nil {
+			t.Fatal(err)
+		}
+		if err := queryRow(t, nw.URL("postgres", "", "postgres"), "select nextval('"+tc.seq+"')", &next); err != nil {
+			t.Fatal(err)
+		}
+		if next != maxID+1 {
+			t.Errorf("%s on the new database gives %d next, want %d (past the mirrored ids)", tc.seq, next, maxID+1)
+		}
 	}
 	_ = syscall.SIGTERM
 }

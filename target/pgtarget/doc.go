@@ -43,9 +43,20 @@
 // logs a warning once and works without it; ReplicaRole reports which, and
 // Options.NoReplicaRole turns it off.
 //
-// Sequences are not advanced by applied rows: before the new database takes
-// writes, its sequences must be set past the mirrored values (schema.Column
-// .Sequence names them).
+// # Sequences
+//
+// An insert with an explicit id does not move the sequence the id column
+// draws from, so a new database that only received row images would hand
+// out, once it takes writes, ids the mirror already wrote. A batch whose
+// upserts write a column owning a sequence of the new database (serial,
+// identity: schema.Column.SequenceOID) past what that sequence is known to
+// have reached therefore ends with one more statement, in its transaction
+// and round trip, that moves the sequence past the batch's values (below
+// them for a descending one). It never moves a sequence backwards, and it
+// skips, with a warning logged once, sequences the role may not read and
+// update and values outside a sequence's range, rather than fail the batch.
+// What the sequences have reached is remembered per connection, so a batch
+// within it costs nothing. Options.NoSequences turns this off.
 //
 // # Errors
 //

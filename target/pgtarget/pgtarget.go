@@ -35,6 +35,10 @@ type Options struct {
 	// Lazy skips connecting in New: the first Apply connects. Use it when
 	// the proxy must start while the new database is down.
 	Lazy bool
+	// NoSequences leaves the new database's sequences where they are;
+	// by default a batch moves the sequences its row images drew from past
+	// the values it writes (see advanceSequencesSQL).
+	NoSequences bool
 }
 
 func (o Options) withDefaults() Options {
@@ -64,6 +68,14 @@ type Target struct {
 	nextID  uint64
 	tables  map[string]*tableInfo // the new database's view of each table, by Change.Table
 	closed  bool
+
+	// seqDone holds, per sequence OID of the new database, the values the
+	// sequence is known to be past (see planSequences); seqWarned the
+	// sequences that could not be moved, logged once. Both are per
+	// connection, as the tables are.
+	seqDone   map[uint32]seqRange
+	seqWarned map[uint32]bool
+	seqFailed bool // the sequences' statement failed on this connection
 
 	replica    atomic.Bool // session_replication_role = replica is in effect
 	roleWarned bool
@@ -150,6 +162,7 @@ func (t *Target) connect(ctx context.Context) error {
 		return fmt.Errorf("pgtarget: %w", err)
 	}
 	t.conn, t.stmts, t.evicted = conn, stmts, nil
+	t.seqDone, t.seqWarned, t.seqFailed = map[uint32]seqRange{}, map[uint32]bool{}, false
 	t.replica.Store(replica)
 	t.log.Debug("pgtarget: connected", "host", t.cfg.Host, "database", t.cfg.Database, "replica_role", replica)
 	return nil
@@ -198,6 +211,7 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 			// A table or column is missing or different: the new schema
 			// may be changing, so read it again for the next batch.
 			clear(t.tables)
+			clear(t.seqDone)
 		}
 	default:
 		t.dropConn()
@@ -227,21 +241,53 @@ func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
 		}
 		batch.ExecStatement(sd, st.params, nil, nil)
 	}
+	seqStmt, seqVals := t.planSequences(b)
+	if seqStmt != nil {
+		sd, err := t.prepare(ctx, seqStmt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			// A server without pg_sequence_last_value (before 10), say.
+			t.sequencesFailed(err)
+			return t.apply(ctx, b)
+		}
+		if err != nil {
+			return fmt.Errorf("pgtarget: prepare the sequences' statement: %w", err)
+		}
+		batch.ExecStatement(sd, seqStmt.params, nil, nil)
+	}
 	mrr := pc.ExecBatch(ctx, batch)
 	done := 0
+	var seqRows [][][]byte
 	for mrr.NextResult() {
-		if _, err := mrr.ResultReader().Close(); err != nil {
+		var err error
+		if done < len(b.Changes) {
+			_, err = mrr.ResultReader().Close()
+		} else {
+			seqRows, err = readSequenceRows(mrr.ResultReader())
+		}
+		if err != nil {
 			break
 		}
 		done++
 	}
 	if err := mrr.Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if seqStmt != nil && done == len(b.Changes) && errors.As(err, &pgErr) {
+			// The sequences' statement failed, which it is written not to
+			// do, and took the batch with it: apply it again without.
+			t.sequencesFailed(err)
+			return t.apply(ctx, b)
+		}
 		if done >= len(b.Changes) {
-			// Every statement ran: the error came with the commit.
+			// Every change ran: the error came with the sequences'
+			// statement or the commit.
 			return classify(fmt.Errorf("pgtarget: commit: %w", err), -1)
 		}
 		c := &b.Changes[done]
 		return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done)
+	}
+	if seqStmt != nil {
+		t.sequencesDone(seqVals, seqRows)
 	}
 	return nil
 }
@@ -283,8 +329,9 @@ func (t *Target) deallocateEvicted(ctx context.Context) {
 type tableInfo struct {
 	exists         bool
 	primaryKey     []string
-	generated      map[string]bool // stored generated columns: never written
-	identityAlways map[string]bool // GENERATED ALWAYS AS IDENTITY columns
+	generated      map[string]bool   // stored generated columns: never written
+	identityAlways map[string]bool   // GENERATED ALWAYS AS IDENTITY columns
+	sequences      map[string]uint32 // columns that own a sequence: its OID
 }
 
 // loadTables reads the new database's catalog for the tables of the batch
@@ -322,6 +369,12 @@ func (t *Target) loadTables(ctx context.Context, b *mirror.Batch) error {
 						info.generated = map[string]bool{}
 					}
 					info.generated[col.Name] = true
+				}
+				if col.SequenceOID != 0 {
+					if info.sequences == nil {
+						info.sequences = map[string]uint32{}
+					}
+					info.sequences[col.Name] = col.SequenceOID
 				}
 				if col.Identity == schema.IdentityAlways {
 					if info.identityAlways == nil {

@@ -1,9 +1,11 @@
 package pgtarget
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -488,5 +490,127 @@ func BenchmarkApply1000(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/change")
 		})
+	}
+}
+
+func TestSequencesMovedPastMirroredValues(t *testing.T) {
+	var logs bytes.Buffer
+	e := setup(t, pg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, "")
+	ddl := `
+CREATE TABLE ser (id bigserial PRIMARY KEY, v text);
+CREATE TABLE down (id int PRIMARY KEY, v text);
+CREATE SEQUENCE down_seq INCREMENT -1 MINVALUE -1000 MAXVALUE -1 START -1 OWNED BY down.id;
+ALTER TABLE down ALTER id SET DEFAULT nextval('down_seq');`
+	exec(t, e.old, ddl)
+	exec(t, e.new, ddl)
+	exec(t, e.old, `INSERT INTO ser (v) SELECT 'x' || g FROM generate_series(1, 5) g;
+INSERT INTO down (v) SELECT 'y' || g FROM generate_series(1, 3) g;
+INSERT INTO ser VALUES (-7, 'below the range');`)
+	var err error
+	if e.cat, err = schema.Load(e.ctx, e.old); err != nil {
+		t.Fatal(err)
+	}
+	next := func(seq string) int64 {
+		t.Helper()
+		var v int64
+		if err := e.new.QueryRow(e.ctx, "SELECT nextval($1)", seq).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	var maxSerial int64
+	if err := e.old.QueryRow(e.ctx, "SELECT max(serial_no) FROM items").Scan(&maxSerial); err != nil {
+		t.Fatal(err)
+	}
+
+	// A role that may write the tables but not touch their sequences gets
+	// its batches applied all the same, sequences left alone.
+	pg.Exec(t, "DROP ROLE IF EXISTS seq_user")
+	pg.Exec(t, "CREATE ROLE seq_user LOGIN PASSWORD 'pw'")
+	exec(t, e.new, "GRANT ALL ON ALL TABLES IN SCHEMA public TO seq_user")
+	limited, err := New(e.ctx, pg.URL("seq_user", "pw", targettest.DBName("new", t)), Options{Logger: e.target.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	if err := limited.Apply(e.ctx, &mirror.Batch{Changes: e.capture(t, "public.ser", "id = 1")}); err != nil {
+		t.Fatalf("apply without sequence privileges: %v", err)
+	}
+	var called bool
+	if err := e.new.QueryRow(e.ctx, "SELECT is_called FROM ser_id_seq").Scan(&called); err != nil || called {
+		t.Fatalf("ser_id_seq moved by a role without the privilege (is_called %v, %v)", called, err)
+	}
+
+	// So does a target told to leave sequences alone.
+	off, err := New(e.ctx, e.newURL, Options{NoSequences: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	if err := off.Apply(e.ctx, &mirror.Batch{Changes: e.capture(t, "public.ser", "id = 2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.new.QueryRow(e.ctx, "SELECT is_called FROM ser_id_seq").Scan(&called); err != nil || called {
+		t.Fatalf("ser_id_seq moved with NoSequences (is_called %v, %v)", called, err)
+	}
+
+	// -7 is below ser_id_seq's range: skipped, without failing the batch.
+	e.apply(t, e.capture(t, "public.ser", "id = -7")...)
+	for _, want := range []string{"sequence=ser_id_seq reason=denied", "sequence=ser_id_seq reason=\"out of range\""} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no warning with %s in the log:\n%s", want, logs.String())
+		}
+	}
+
+	// Ascending, descending and identity sequences move past the values.
+	var all []mirror.Change
+	for _, tb := range []string{"public.ser", "public.down", "public.items"} {
+		all = append(all, e.capture(t, tb, "")...)
+	}
+	e.apply(t, all...)
+	e.assertSame(t, "ser", "down", "items")
+	if got := next("ser_id_seq"); got != 6 {
+		t.Errorf("ser_id_seq next = %d, want 6", got)
+	}
+	if got := next("down_seq"); got != -4 {
+		t.Errorf("down_seq next = %d, want -4", got)
+	}
+	if got := next("items_serial_no_seq"); got != maxSerial+1 {
+		t.Errorf("items_serial_no_seq next = %d, want %d", got, maxSerial+1)
+	}
+
+	// A sequence already past a value stays where it is.
+	exec(t, e.new, "SELECT setval('ser_id_seq', 100)")
+	exec(t, e.old, "INSERT INTO ser VALUES (50, 'behind the new sequence')")
+	e.apply(t, e.capture(t, "public.ser", "id = 50")...)
+	if got := next("ser_id_seq"); got != 101 {
+		t.Errorf("ser_id_seq next = %d after a value behind it, want 101", got)
+	}
+	// A value past it moves it again, in the batch's transaction.
+	exec(t, e.old, "INSERT INTO ser VALUES (500, 'ahead of the new sequence')")
+	e.apply(t, e.capture(t, "public.ser", "id = 500")...)
+	if got := next("ser_id_seq"); got != 501 {
+		t.Errorf("ser_id_seq next = %d, want 501", got)
+	}
+
+	// Should the sequences' statement fail after all (here a function it
+	// calls is made off limits), the batch is applied without it.
+	exec(t, e.new, "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO seq_user; "+
+		"REVOKE EXECUTE ON FUNCTION pg_sequence_last_value(regclass) FROM PUBLIC")
+	failing, err := New(e.ctx, pg.URL("seq_user", "pw", targettest.DBName("new", t)), Options{Logger: e.target.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer failing.Close()
+	exec(t, e.old, "INSERT INTO ser VALUES (600, 'with the statement failing')")
+	if err := failing.Apply(e.ctx, &mirror.Batch{Changes: e.capture(t, "public.ser", "id = 600")}); err != nil {
+		t.Fatalf("apply with the sequences' statement failing: %v", err)
+	}
+	e.assertSame(t, "ser")
+	if !strings.Contains(logs.String(), "cannot move the new database's sequences") {
+		t.Errorf("the failure is not logged:\n%s", logs.String())
+	}
+	if got := next("ser_id_seq"); got != 502 {
+		t.Errorf("ser_id_seq next = %d, want 502 (not moved)", got)
 	}
 }
