@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +36,14 @@ var _ Catalog = (*SchemaCatalog)(nil)
 type catalogSnapshot struct {
 	cat   *schema.Catalog
 	byOID map[uint32]*schema.Table
+	// triggerWrites holds the tables whose triggers write tables (see
+	// TriggerWrites), by qualified name.
+	triggerWrites map[string]triggerWrites
+}
+
+type triggerWrites struct {
+	tables []string
+	reason string
 }
 
 // NewSchemaCatalog loads the catalog through connect, which opens a
@@ -62,6 +72,12 @@ func (c *SchemaCatalog) Reload(ctx context.Context) error {
 	snap := &catalogSnapshot{cat: cat, byOID: make(map[uint32]*schema.Table, len(cat.Tables))}
 	for _, t := range cat.Tables {
 		snap.byOID[t.OID] = t
+		if tw, ok := writingTriggers(cat, t); ok {
+			if snap.triggerWrites == nil {
+				snap.triggerWrites = map[string]triggerWrites{}
+			}
+			snap.triggerWrites[t.QualifiedName()] = tw
+		}
 	}
 	c.cur.Store(snap)
 	c.reads.Add(1)
@@ -150,6 +166,44 @@ func (c *SchemaCatalog) KeyOf(name string) ([]string, bool) {
 		return nil, false
 	}
 	return t.PrimaryKey, true
+}
+
+// TriggerWrites implements Catalog.
+func (c *SchemaCatalog) TriggerWrites(table string) (tables []string, reason string) {
+	tw := c.cur.Load().triggerWrites[table]
+	return tw.tables, tw.reason
+}
+
+// writingTriggers describes what the enabled triggers of t write with SQL of
+// their own: other tables, or t itself (an AFTER trigger's UPDATE of t
+// happens after the statement's RETURNING was computed, a write of other
+// rows is in no RETURNING at all). ok is false when they write nothing.
+// Names in the trigger functions resolve through t's schema and "public",
+// a guess at the function's search_path; names that resolve to no table are
+// left out.
+func writingTriggers(cat *schema.Catalog, t *schema.Table) (tw triggerWrites, ok bool) {
+	var reasons []string
+	for _, tr := range t.Triggers {
+		if tr.Enabled == schema.TriggerDisabled || (len(tr.Writes) == 0 && !tr.MayWriteOther) {
+			continue
+		}
+		for _, w := range tr.Writes {
+			if wt := cat.Lookup(w, []string{t.Schema, "public"}); wt != nil && !slices.Contains(tw.tables, wt.QualifiedName()) {
+				tw.tables = append(tw.tables, wt.QualifiedName())
+			}
+		}
+		why := tr.MayWriteOtherReason
+		if why == "" {
+			why = "it writes " + strings.Join(tr.Writes, ", ")
+		}
+		reasons = append(reasons, fmt.Sprintf("trigger %s on %s: %s", tr.Name, t.QualifiedName(), why))
+	}
+	if len(reasons) == 0 {
+		return tw, false
+	}
+	slices.Sort(tw.tables)
+	tw.reason = "written by triggers, not captured (" + strings.Join(reasons, "; ") + ")"
+	return tw, true
 }
 
 // CopyColumns implements Catalog.

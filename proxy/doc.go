@@ -48,5 +48,10 @@
 // into ISO for the images (datestyle.go), and an open transaction's images
 // are bounded (txbuf.go, mirror.max_tx_bytes).
 //
+// What no RETURNING can show is reported rather than lost: statements whose
+// effects cannot be captured (Mirroring.NotMirrored, by fingerprint), and
+// the writes that triggers make with SQL of their own, whose tables are
+// marked dirty through a dead letter (Mirroring.noteTriggerWrites).
+//
 // Phases change only between requests with no transaction open.
 package proxy

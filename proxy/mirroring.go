@@ -33,6 +33,11 @@ type Catalog interface {
 	// Persistence looks up one relation on the old database by OID: its
 	// relpersistence ('p', 'u' or 't'), or 0 when there is none.
 	Persistence(ctx context.Context, oid uint32) (byte, error)
+	// TriggerWrites says whether the triggers of a table (named as in a
+	// Change) write tables with SQL of their own, which no RETURNING
+	// captures: reason is empty when they do not; tables lists those
+	// written that the catalog knows (the table itself included).
+	TriggerWrites(table string) (tables []string, reason string)
 }
 
 // Journal is the mirror's intake. *mirror.Mirror implements it.
@@ -84,6 +89,9 @@ type Mirroring struct {
 	// pkless holds the tables without a primary key that were written
 	// (string → struct{}): read lock-free for every row of such a table.
 	pkless sync.Map
+	// triggerNoted holds the tables whose trigger writes were reported
+	// (string → struct{}); see noteTriggerWrites.
+	triggerNoted sync.Map
 
 	// Table OIDs whose rows are not mirrored (see resolveTable).
 	unresolvable *lru.Cache[uint32, unresolvable]
@@ -359,15 +367,54 @@ func (m *Mirroring) position() uint64 {
 // transaction (0: none), e.g. on a configuration reload.
 func (m *Mirroring) SetMaxTxBytes(n int64) { m.maxTxBytes.Store(n) }
 
-// unmirrored reports a transaction whose images outgrew maxTxBytes; o is
-// what txBuffer.take returned, nil when they did not.
-func (m *Mirroring) unmirrored(o *txOverflow) {
+// uncaptured reports, for a transaction about to commit, what of it the
+// mirror will not have: b and o are what txBuffer.take returned. Images
+// that outgrew maxTxBytes (o) are dead-lettered, and so, once per table, is
+// what the triggers of the tables it wrote write themselves.
+func (m *Mirroring) uncaptured(b *mirror.Batch, o *txOverflow) {
+	m.noteTriggerWrites(b, o)
 	if o == nil {
 		return
 	}
 	m.log.Error("a transaction's row images outgrew mirror.max_tx_bytes; they are not mirrored and its tables are marked dirty",
 		"tables", o.tables, "changes", o.changes, "max_tx_bytes", m.maxTxBytes.Load())
 	m.journal.Unmirrored(mirror.ReasonTooLarge, o.tables, o.fingerprints, o.changes)
+}
+
+// noteTriggerWrites reports a committing transaction's writes to tables
+// whose triggers write tables with SQL of their own (Catalog.TriggerWrites):
+// what those triggers write happens inside the old database and is in no
+// row image, so the tables are marked dirty for repair, with a dead letter
+// that names the triggers. Once per table and process: later transactions
+// would only repeat it. Like an overflow, it is noted before the COMMIT's
+// outcome is known, erring on the side of repairing.
+func (m *Mirroring) noteTriggerWrites(b *mirror.Batch, o *txOverflow) {
+	note := func(table string) {
+		tables, reason := m.catalog.TriggerWrites(table)
+		if reason == "" {
+			return
+		}
+		if _, done := m.triggerNoted.LoadOrStore(table, struct{}{}); done {
+			return
+		}
+		m.log.Warn("a transaction wrote a table whose triggers write tables themselves; those writes are not mirrored and the tables are marked dirty",
+			"table", table, "dirty", tables, "reason", reason)
+		m.journal.Unmirrored(reason, tables, nil, 0)
+	}
+	if b != nil {
+		prev := ""
+		for i := range b.Changes {
+			if t := b.Changes[i].Table; t != prev {
+				prev = t
+				note(t)
+			}
+		}
+	}
+	if o != nil {
+		for _, t := range o.tables {
+			note(t)
+		}
+	}
 }
 
 // journalTx writes a transaction's batch to the journal before its COMMIT

@@ -32,6 +32,7 @@ func (c *fakeCatalog) KeyOf(string) ([]string, bool) { return []string{"id"}, tr
 func (c *fakeCatalog) CopyColumns(string) ([]string, []string, bool) {
 	return nil, nil, false
 }
+func (c *fakeCatalog) TriggerWrites(string) ([]string, string) { return nil, "" }
 func (c *fakeCatalog) Reload(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

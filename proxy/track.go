@@ -662,7 +662,7 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	ss.txMu.Lock()
 	b, over := ss.tx.take()
 	ss.txMu.Unlock()
-	ss.srv.mirroring.unmirrored(over)
+	ss.srv.mirroring.uncaptured(b, over)
 	if b == nil {
 		return 0
 	}
@@ -724,7 +724,7 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 	b, over := ss.tx.take()
 	ss.txMu.Unlock()
 	if !failed {
-		ss.srv.mirroring.unmirrored(over)
+		ss.srv.mirroring.uncaptured(b, over)
 	}
 	if failed {
 		ss.exp.push(expectation{kind: expCommit})
@@ -1600,7 +1600,7 @@ func (ss *session) addChange(c mirror.Change) {
 // commit; a crash before this write would lose them.
 func (ss *session) journalLate() {
 	b, over := ss.tx.take()
-	ss.srv.mirroring.unmirrored(over)
+	ss.srv.mirroring.uncaptured(b, over)
 	if b == nil {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,46 +222,65 @@ func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
 // dead-lettered without its rows, its table marked dirty; the transactions
 // around it are mirrored.
 func TestDualWriteTransactionTooLarge(t *testing.T) {
+	r := dualWriteOneLoss(t, faultSchema, faultNewSchema, "[mirror]\nmax_tx_bytes = 20000\n",
+		"insert into ledger (acct, amount) values (1, 10)",
+		"insert into ledger (acct, amount) select g, g from generate_series(1, 500) g",
+		"insert into balances values (7, 70)")
+	if dirty, _ := r.status["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.ledger" {
+		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
+	}
+	if dl := r.deadLetter; dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	if rows := tableRows(t, r.newURL, "ledger"); len(rows) != 1 {
+		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
+	}
+	compareTables(t, r.oldURL, r.newURL, "balances")
+}
+
+// oneLoss is what dualWriteOneLoss leaves to check.
+type oneLoss struct {
+	p              *proxyProc
+	oldURL, newURL string
+	status         map[string]any // /status's "mirror" once caught up
+	deadLetter     mirror.DeadLetter
+}
+
+// dualWriteOneLoss runs queries, each in autocommit, through a proxy in
+// dual-write with config (TOML, may be empty) between a new old and new
+// Postgres, and requires the mirror to have dead-lettered exactly one
+// record.
+func dualWriteOneLoss(t *testing.T, oldSchema, newSchema, config string, queries ...string) oneLoss {
+	t.Helper()
 	old := testdb.StartPostgres(t)
 	nw := testdb.StartPostgres(t)
-	old.Exec(t, faultSchema)
-	nw.Exec(t, faultNewSchema)
+	old.Exec(t, oldSchema)
+	nw.Exec(t, newSchema)
+	r := oneLoss{oldURL: old.URL("postgres", "", "postgres"), newURL: nw.URL("postgres", "", "postgres")}
 	reportDir := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "shadowproxy.toml")
-	if err := os.WriteFile(cfg, []byte("[mirror]\nmax_tx_bytes = 20000\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+	r.p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + r.oldURL, "SHADOWPROXY_NEW=" + r.newURL},
 		"--config", cfg, "--phase", "dual-write", "--report-dir", reportDir)
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	c, err := pgx.Connect(ctx, r.p.url("postgres", "postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	for _, q := range []string{
-		"insert into ledger (acct, amount) values (1, 10)",
-		"insert into ledger (acct, amount) select g, g from generate_series(1, 500) g",
-		"insert into balances values (7, 70)",
-	} {
+	for _, q := range queries {
 		if _, err := c.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	m := p.waitMirrored(30 * time.Second)
-	if m["dead_lettered"] != 1.0 {
-		t.Fatalf("dead_lettered = %v, want 1: %v", m["dead_lettered"], m)
+	r.status = r.p.waitMirrored(30 * time.Second)
+	if r.status["dead_lettered"] != 1.0 {
+		t.Fatalf("dead_lettered = %v, want 1: %v", r.status["dead_lettered"], r.status)
 	}
-	if dirty, _ := m["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.ledger" {
-		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
-	}
-	if dl := onlyDeadLetter(t, reportDir); dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
-		t.Fatalf("dead letter %+v", dl)
-	}
-	if rows := tableRows(t, nw.URL("postgres", "", "postgres"), "ledger"); len(rows) != 1 {
-		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
-	}
-	compareTables(t, old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres"), "balances")
+	r.deadLetter = onlyDeadLetter(t, reportDir)
+	return r
 }
 
 // onlyDeadLetter returns the one dead letter under reportDir's mirror.
@@ -276,4 +296,35 @@ func onlyDeadLetter(t *testing.T, reportDir string) mirror.DeadLetter {
 		t.Fatalf("dead letters: %v %v", dls, err)
 	}
 	return dls[0]
+}
+
+// TestDualWriteTriggerWrites: the writes a trigger makes with SQL of its
+// own are in no row image. The first transaction that writes the trigger's
+// table dead-letters a record naming the trigger and marks the tables it
+// writes dirty, once; the rows of the statements themselves are mirrored.
+func TestDualWriteTriggerWrites(t *testing.T) {
+	r := dualWriteOneLoss(t, `
+create table items (id int primary key, qty int);
+create table audit (id serial primary key, item int, at timestamptz default now());
+create table plain (id int primary key);
+create function audit_fn() returns trigger language plpgsql as $$
+begin insert into audit (item) values (new.id); return null; end $$;
+create trigger items_audit after insert or update on items for each row execute function audit_fn();`, `
+create table items (id int primary key, qty int);
+create table audit (id int primary key, item int, at timestamptz);
+create table plain (id int primary key);`, "",
+		"insert into plain values (1)",
+		"insert into items values (1, 10), (2, 20)",
+		"update items set qty = qty + 1",
+		"insert into plain values (2)")
+	if dirty, _ := r.status["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.audit" {
+		t.Fatalf("dirty tables %v, want [public.audit]", dirty)
+	}
+	if dl := r.deadLetter; !strings.Contains(dl.Reason, "trigger items_audit on public.items") || !slices.Equal(dl.Tables, []string{"public.audit"}) || len(dl.Changes) != 0 {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	compareTables(t, r.oldURL, r.newURL, "items", "plain")
+	if !strings.Contains(r.p.logs.String(), "a transaction wrote a table whose triggers write tables themselves") {
+		t.Errorf("no warning in the log:\n%s", tail(r.p.logs.String(), 3000))
+	}
 }
