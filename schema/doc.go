@@ -19,6 +19,10 @@
 //     inside the old database and are not in the row images of the client's
 //     statements, so the proxy reports them at start-up.
 //
+// Compare checks a new PostgreSQL database's tables against the old one's
+// for what would make row images fail or land differently (Problem); the
+// MySQL target makes the same check against its own catalog.
+//
 // Types are described with domains, enums and arrays resolved
 // (Catalog.Types, Column.BaseType), which the targets need to convert
 // values: a domain column holds its base type's text form, an enum its

@@ -5,6 +5,7 @@
 //
 //	shadowproxy serve [--config FILE] [flags]
 //	shadowproxy report [--format text|json|html] [--out FILE] DIR
+//	shadowproxy check [--config FILE] [--old URL] [--new URL] [--format text|json]
 //	shadowproxy version
 package main
 
@@ -33,6 +34,7 @@ const usage = `usage: shadowproxy <command> [flags]
 commands:
   serve     run the proxy
   report    render the shadow-read comparison report from a report directory
+  check     compare the new database's tables with the old database's
   version   print the version
 
 Run 'shadowproxy <command> -h' for a command's flags.
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stderr)
 	case "report":
 		return runReport(args[1:], stdout, stderr)
+	case "check":
+		return runCheck(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "shadowproxy", version)
 	case "-h", "--help", "help":

@@ -16,8 +16,7 @@ import (
 	"github.com/shadowproxy/shadowproxy/mirror"
 	"github.com/shadowproxy/shadowproxy/proxy"
 	"github.com/shadowproxy/shadowproxy/shadow"
-	"github.com/shadowproxy/shadowproxy/target/mysqltarget"
-	"github.com/shadowproxy/shadowproxy/target/pgtarget"
+	"github.com/shadowproxy/shadowproxy/target"
 )
 
 // dualWrite is the mirroring pipeline cmd wires when a new database is
@@ -28,6 +27,7 @@ type dualWrite struct {
 	mirroring *proxy.Mirroring
 	catalog   *proxy.SchemaCatalog
 	shadower  *shadow.Shadower
+	schema    *schemaCheck
 }
 
 // oldCatalogConn connects to the old database to read its catalog, as the
@@ -68,13 +68,8 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 	}
 
 	u, _ := url.Parse(cfg.New)
-	var target mirror.Target
 	isMySQL := u != nil && u.Scheme == "mysql"
-	if isMySQL {
-		target, err = mysqltarget.New(ctx, cfg.New, mysqltarget.Options{Logger: log, Catalog: cat.Catalog(), Lazy: true})
-	} else {
-		target, err = pgtarget.New(ctx, cfg.New, pgtarget.Options{Logger: log, Lazy: true})
-	}
+	tgt, err := target.Open(ctx, cfg.New, target.Options{Logger: log, Catalog: cat.Catalog(), Lazy: true})
 	if err != nil {
 		return nil, fmt.Errorf("new: %w", err)
 	}
@@ -82,7 +77,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 	if err != nil {
 		return nil, fmt.Errorf("mirror.fsync: %w", err)
 	}
-	mir, err := mirror.New(target, mirror.Options{
+	mir, err := mirror.New(tgt, mirror.Options{
 		Dir:           cfg.MirrorDir(),
 		QueueLen:      cfg.Mirror.QueueLen,
 		MaxSpoolBytes: cfg.Mirror.MaxSpoolBytes,
@@ -92,7 +87,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		Logger:        log.With("component", "mirror"),
 	})
 	if err != nil {
-		target.Close()
+		tgt.Close()
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	mg, err := proxy.NewMirroring(proxy.MirroringOptions{
@@ -129,6 +124,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		mir.Close(ctx)
 		return nil, fmt.Errorf("shadow: %w", err)
 	}
+	dw.schema = startSchemaCheck(ctx, tgt.(schemaChecker), cat.Catalog(), log.With("component", "schema check"))
 	return dw, nil
 }
 
@@ -220,6 +216,9 @@ type mirrorStatus struct {
 	// CatalogReloads counts the times the old database's catalog was read
 	// again: after DDL, or for rows of a table it did not know.
 	CatalogReloads uint64 `json:"catalog_reloads"`
+	// NewSchema is how the new database's tables compare with the old
+	// database's (see schemaCheck).
+	NewSchema newSchemaStatus `json:"new_schema"`
 	proxy.MirroringStatus
 }
 
@@ -241,9 +240,11 @@ func (dw *dualWrite) status() mirrorStatus {
 			st.TriggerWrites = append(st.TriggerWrites, t.QualifiedName()+": "+tr.Name)
 		}
 	}
+	st.NewSchema = dw.schema.get()
 	return st
 }
 
 func (dw *dualWrite) close(ctx context.Context) error {
+	dw.schema.close() // before the mirror closes the target it uses
 	return errors.Join(dw.shadower.Close(ctx), dw.mirror.Close(ctx), dw.catalog.Close(ctx))
 }

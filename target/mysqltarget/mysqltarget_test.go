@@ -556,3 +556,36 @@ func BenchmarkApply1000(b *testing.B) {
 		})
 	}
 }
+
+func TestCheckSchema(t *testing.T) {
+	e := setup(t, maria, Options{}, "")
+	problems, err := e.target.CheckSchema(e.ctx, e.cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 0 {
+		t.Fatalf("tables made by CreateTableSQL have problems: %v", problems)
+	}
+	if _, err := e.my.ExecContext(e.ctx, `DROP TABLE tokens;
+ALTER TABLE items DROP COLUMN qty, ADD COLUMN note varchar(10) NOT NULL, ADD COLUMN opt int NOT NULL DEFAULT 0;
+ALTER TABLE parent DROP PRIMARY KEY;
+ALTER TABLE child DROP PRIMARY KEY, ADD UNIQUE KEY child_id (id);`); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err = e.target.CheckSchema(e.ctx, e.cat); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range problems {
+		got = append(got, fmt.Sprintf("%s %s %s", p.Table, p.Column, p.Kind))
+	}
+	want := []string{
+		"public.items qty missing_column",
+		"public.items note required_column",
+		"public.parent  no_key",
+		"public.tokens  missing_table",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -168,6 +168,15 @@ func (t *Target) connect(ctx context.Context) error {
 	return nil
 }
 
+// ensureConn connects unless a connection is open. Called with mu held.
+func (t *Target) ensureConn(ctx context.Context) error {
+	if t.conn != nil && !t.conn.IsClosed() {
+		return nil
+	}
+	t.conn = nil
+	return t.connect(ctx)
+}
+
 // dropConn closes the connection after a transient error: its state (an
 // interrupted batch, the prepared statements) is unknown, and the next Apply
 // starts over on a new one. Called with mu held.
@@ -196,11 +205,8 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
 	defer cancel()
-	if t.conn == nil || t.conn.IsClosed() {
-		t.conn = nil
-		if err := t.connect(ctx); err != nil {
-			return err
-		}
+	if err := t.ensureConn(ctx); err != nil {
+		return err
 	}
 	err := t.apply(ctx, b)
 	var rej *mirror.RejectError
@@ -387,4 +393,27 @@ func (t *Target) loadTables(ctx context.Context, b *mirror.Batch) error {
 		t.tables[n] = info
 	}
 	return nil
+}
+
+// CheckSchema compares the tables of the old database that the mirror
+// writes (old, as schema.Load read it) with the new database's, for what
+// would make their row images fail or land differently (schema.Compare).
+// It connects when the target has no connection yet.
+func (t *Target) CheckSchema(ctx context.Context, old *schema.Catalog) ([]schema.Problem, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
+	defer cancel()
+	if err := t.ensureConn(ctx); err != nil {
+		return nil, err
+	}
+	cat, err := schema.Load(ctx, t.conn)
+	if err != nil {
+		t.dropConn()
+		return nil, fmt.Errorf("pgtarget: read the new database's catalog: %w", err)
+	}
+	return schema.Compare(old, cat), nil
 }

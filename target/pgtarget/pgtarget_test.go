@@ -614,3 +614,36 @@ INSERT INTO ser VALUES (-7, 'below the range');`)
 		t.Errorf("ser_id_seq next = %d, want 502 (not moved)", got)
 	}
 }
+
+func TestCheckSchema(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	problems, err := e.target.CheckSchema(e.ctx, e.cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 0 {
+		t.Fatalf("identical tables have problems: %v", problems)
+	}
+	exec(t, e.new, `DROP TABLE tokens;
+ALTER TABLE items DROP COLUMN qty, ADD COLUMN note text NOT NULL, ADD COLUMN opt int NOT NULL DEFAULT 0;
+ALTER TABLE every ALTER COLUMN vc TYPE varchar(5);
+ALTER TABLE child DROP CONSTRAINT child_pkey, ADD CONSTRAINT child_id UNIQUE (id);
+ALTER TABLE parent DROP CONSTRAINT parent_pkey CASCADE;`)
+	if problems, err = e.target.CheckSchema(e.ctx, e.cat); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"public.every.vc: type_differs: character varying(20) on the old database, character varying(5) on the new",
+		"public.items.qty: missing_column: the new table has no column qty (integer)",
+		"public.items.note: required_column: the new table's column note is NOT NULL without a default, and the old table has no such column",
+		"public.parent: no_key: the new table has no primary key, nor a unique key on (id), the old table's primary key",
+		"public.tokens: missing_table: no table public.tokens on the new database",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
