@@ -397,3 +397,34 @@ func (ss *session) strayCapture(q *queryState, st *rewrite.Statement, rowDesc []
 	}
 	return modeStripOnly
 }
+
+// sqlParsed returns, for a name prepared with SQL PREPARE with capture
+// columns that the client binds or describes with protocol messages, the
+// state those messages need so that the capture columns are split off
+// (and the rows mirrored, in a capturing phase), and the Describe that
+// learns the statement's layout, to send first. It returns nil for any
+// other name.
+func (ss *session) sqlParsed(name string) (*stmtState, []byte) {
+	e := ss.sqlLookup(name)
+	if e == nil || e.plan == nil {
+		return nil, nil
+	}
+	// The body, named by the PREPARE, stands for the statement.
+	body := *e.prepare.Body
+	body.SQL, body.Fingerprint = e.prepare.SQL, e.prepare.Fingerprint
+	mode := modeStripOnly
+	if ss.capture {
+		plan, reason := ss.planPrepare(e.prepare)
+		switch {
+		case reason != "":
+			ss.srv.mirroring.recordNotMirrored(e.prepare, reason)
+		case plan.SQL != e.serverSQL:
+			ss.srv.mirroring.recordNotMirrored(e.prepare, "statement prepared with SQL PREPARE before a catalog change, bound with a Bind message")
+		default:
+			mode = modeCapture
+		}
+	}
+	st := &stmtState{info: infoFor(&body), st: &body, sql: e.serverSQL, serverSQL: e.serverSQL, mode: mode, plan: e.plan, desc: newStmtDesc(), plannedFor: ss.st}
+	ss.exp.push(expectation{kind: expDescribe, desc: st.desc, swallow: true})
+	return st, encodeDescribe(nil, 'S', name)
+}

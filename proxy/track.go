@@ -235,12 +235,19 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		name, _, _ := protocol.CString(msg.Body[1:])
 		if msg.Body[0] == 'S' {
 			var p *portalState
+			var prefix []byte
 			st := ss.stmts[string(name)]
+			if st == nil {
+				st, prefix = ss.sqlParsed(string(name))
+			}
 			if st != nil {
 				// Described as the server has it now.
 				p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
 			}
 			ss.exp.push(expectation{kind: expDescribe, portal: p, stmt: st})
+			if prefix != nil {
+				return append(prefix, msg.Raw...), true
+			}
 			return nil, false
 		}
 		ss.exp.push(expectation{kind: expDescribe, portal: ss.tportals[string(name)]})
@@ -405,7 +412,9 @@ func (ss *session) bindMayWait(body []byte) bool {
 	st := ss.stmts[string(name)]
 	switch {
 	case st == nil:
-		return false
+		// A statement prepared with SQL PREPARE: described anew.
+		e := ss.sqlStmts[string(name)]
+		return e != nil && e.plan != nil && !textResults(body)
 	case st.plannedFor != ss.st || ss.executeStale(st):
 		return true // re-prepared: a new description is due
 	case st.plan == nil || st.desc.isReady():
@@ -930,6 +939,9 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	name, _, _ := protocol.CString(rest)
 	st := ss.stmts[string(name)]
 	var prefix []byte
+	if st == nil {
+		st, prefix = ss.sqlParsed(string(name))
+	}
 	var p *portalState
 	shadow := false
 	if st != nil {

@@ -155,6 +155,19 @@ func TestDualWriteSQLPrepare(t *testing.T) {
 		{"prepare and execute delete", query("PREPARE del AS DELETE FROM items WHERE id = $1; EXECUTE del(2)"), "C PREPARE; C DELETE 1; Z I"},
 		{"execute in the extended protocol, autocommit", extended("EXECUTE insr('ext')"), "1; 2; T id,v; D 6|ext; C INSERT 0 1; Z I"},
 		{"execute update in the extended protocol", extended("EXECUTE up(3, 'c2')"), "1; 2; n; C UPDATE 1; Z I"},
+		{"describe a statement prepared with SQL", []pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S', Name: "insr"}, &pgproto3.Sync{}},
+			"t [25]; T id,v; Z I"},
+		{"bind a statement prepared with SQL", []pgproto3.FrontendMessage{
+			&pgproto3.Bind{PreparedStatement: "insr", Parameters: [][]byte{[]byte("bound")}},
+			&pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+		}, "2; T id,v; D 7|bound; C INSERT 0 1; Z I"},
+		{"bind it with binary results", []pgproto3.FrontendMessage{
+			&pgproto3.Bind{PreparedStatement: "insr", Parameters: [][]byte{[]byte("binary")}, ResultFormatCodes: []int16{1}},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{},
+		}, "2; D \x00\x00\x00\b|binary; C INSERT 0 1; Z I"},
 		{"deallocate and prepare the name again", query("DEALLOCATE ins; PREPARE ins(int) AS UPDATE items SET v = v || '!' WHERE id = $1 RETURNING v; EXECUTE ins(1)"),
 			"C DEALLOCATE; C PREPARE; T v; D a2!; C UPDATE 1; Z I"},
 		{"key-changing update", query("PREPARE mv(int, int) AS UPDATE items SET id = $2 WHERE id = $1; EXECUTE mv(1, 100)"), "C PREPARE; C UPDATE 1; Z I"},
@@ -304,3 +317,43 @@ func copyRows(t *testing.T, oldURL, newURL, cond string) {
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// TestDualWriteSQLPrepareMariaDB mirrors EXECUTEs of prepared writes into
+// a MariaDB new database: serial ids and now() defaults as the old
+// database stored them, an UPDATE that changes the key, a DELETE, in
+// autocommit and in a transaction.
+func TestDualWriteSQLPrepareMariaDB(t *testing.T) {
+	old := testdb.StartPostgres(t)
+	my := testdb.StartMariaDB(t)
+	old.Exec(t, "create table items (id serial primary key, v text, at timestamptz not null default now())")
+	my.Exec(t, "create database app")
+	my.Exec(t, "create table app.items (id int primary key, v text, at datetime(6) not null)")
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + my.URL("root", "", "app")},
+		"--phase", "dual-write", "--report-dir", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgconn.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range []struct{ sql, want string }{
+		{"PREPARE ins(text) AS INSERT INTO items (v) VALUES ($1) RETURNING id", "C PREPARE; Z I"},
+		{"EXECUTE ins('a'); EXECUTE ins('b')", "T id; D 1; C INSERT 0 1; T id; D 2; C INSERT 0 1; Z I"},
+		{"BEGIN", "C BEGIN; Z T"},
+		{"EXECUTE ins('c')", "T id; D 3; C INSERT 0 1; Z T"},
+		{"PREPARE mv(int, int) AS UPDATE items SET id = $2, v = v || '!' WHERE id = $1", "C PREPARE; Z T"},
+		{"EXECUTE mv(1, 10)", "C UPDATE 1; Z T"},
+		{"COMMIT", "C COMMIT; Z I"},
+		{"PREPARE del AS DELETE FROM items WHERE id = $1; EXECUTE del(2)", "C PREPARE; C DELETE 1; Z I"},
+	} {
+		if got := transcript(t, c, query(s.sql)...); got != s.want {
+			t.Errorf("%s:\ngot  %s\nwant %s", s.sql, got, s.want)
+		}
+	}
+	m := p.waitMirrored(30 * time.Second)
+	compareAcrossEngines(t, old.URL("postgres", "", "postgres"), my.DSN("app"), map[string][2]string{"items": {"id, v, at", "id, v, at"}})
+	if got := notMirrored(m); len(got) != 0 || m["dead_lettered"] != 0.0 || m["failed"] != 0.0 {
+		t.Errorf("not_mirrored = %v; mirror status %v\n%s", got, m, tail(p.logs.String(), 3000))
+	}
+}
