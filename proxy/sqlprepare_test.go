@@ -6,27 +6,31 @@ import (
 	"github.com/shadowproxy/shadowproxy/rewrite"
 )
 
-func classifyOne(t *testing.T, sql string) *rewrite.Statement {
+// statements classifies a query string as a session does.
+func statements(t *testing.T, sql string, n int) []*rewrite.Statement {
 	t.Helper()
-	c, err := rewrite.NewClassifier(0)
-	if err != nil {
-		t.Fatal(err)
+	sts, err := sessionClassifier.Classify(sql)
+	if err != nil || len(sts) != n {
+		t.Fatalf("%s: %d statements, %v", sql, len(sts), err)
 	}
-	st, err := c.ClassifyOne(sql)
-	if err != nil || st == nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return st
+	return sts
 }
+
+var sessionClassifier = func() *rewrite.Classifier {
+	c, err := rewrite.NewClassifier(64)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
 
 // The session believes a PREPARE or DEALLOCATE once sent, and the server's
 // answers correct it: a PREPARE that failed gives the name back its
 // earlier meaning, a DEALLOCATE that failed leaves the name as it was.
 func TestSQLStmtsFollowTheServer(t *testing.T) {
 	ss := &session{sqlStmts: map[string]*sqlStmt{}, stmts: map[string]*stmtState{}}
-	prepA := classifyOne(t, "PREPARE a AS INSERT INTO t VALUES ($1)")
-	prepA2 := classifyOne(t, "PREPARE a AS DELETE FROM t WHERE id = $1")
-	dealloc := classifyOne(t, "DEALLOCATE a")
+	sts := statements(t, "PREPARE a AS INSERT INTO t VALUES ($1); PREPARE a AS DELETE FROM t WHERE id = $1; DEALLOCATE a; DEALLOCATE ALL", 4)
+	prepA, prepA2, dealloc, deallocAll := sts[0], sts[1], sts[2], sts[3]
 
 	_, f1 := ss.sqlSession(prepA, true)
 	first := ss.sqlLookup("a")
@@ -60,7 +64,7 @@ func TestSQLStmtsFollowTheServer(t *testing.T) {
 	}
 
 	// DEALLOCATE ALL, answered.
-	_, fa := ss.sqlSession(classifyOne(t, "DEALLOCATE ALL"), true)
+	_, fa := ss.sqlSession(deallocAll, true)
 	fa.done()
 	if ss.sqlLookup("a") != nil || len(ss.sqlStmts) != 0 {
 		t.Fatal("DEALLOCATE ALL left a name")
@@ -71,15 +75,16 @@ func TestSQLStmtsFollowTheServer(t *testing.T) {
 // unsure rather than guessed.
 func TestSQLUntrackedPreparedTwice(t *testing.T) {
 	ss := &session{sqlStmts: map[string]*sqlStmt{}}
-	ss.sqlUntracked(classifyOne(t, "PREPARE a AS INSERT INTO t VALUES (1)"))
+	sts := statements(t, "PREPARE a AS INSERT INTO t VALUES (1); PREPARE a AS DELETE FROM t; DISCARD ALL", 3)
+	ss.sqlUntracked(sts[0])
 	if e := ss.sqlLookup("a"); e == nil || e.unsure {
 		t.Fatal("one PREPARE must be believed")
 	}
-	ss.sqlUntracked(classifyOne(t, "PREPARE a AS DELETE FROM t"))
+	ss.sqlUntracked(sts[1])
 	if e := ss.sqlLookup("a"); e == nil || !e.unsure {
 		t.Fatal("a second PREPARE must make the name unsure")
 	}
-	ss.sqlUntracked(classifyOne(t, "DISCARD ALL"))
+	ss.sqlUntracked(sts[2])
 	if ss.sqlLookup("a") != nil {
 		t.Fatal("DISCARD ALL left a name")
 	}
@@ -89,7 +94,8 @@ func TestSQLUntrackedPreparedTwice(t *testing.T) {
 // in the Query's statements, so that answers are paired with the right
 // statement, and are marked hidden.
 func TestQueryEffectsApply(t *testing.T) {
-	st0, st1 := classifyOne(t, "SELECT 1"), classifyOne(t, "EXECUTE a(1)")
+	sts := statements(t, "SELECT 1; EXECUTE a(1)", 2)
+	st0, st1 := sts[0], sts[1]
 	q := &queryState{stmts: []*rewrite.Statement{st0, st1}, modes: []stmtMode{modeNone, modeCapture}, plans: []*rewrite.Capture{nil, {}}}
 	var fx queryEffects
 	prefix := fx.hide(1, []hiddenStmt{{sql: "DEALLOCATE a", eff: &sqlEffect{hidden: true}}, {sql: "PREPARE a AS x", eff: &sqlEffect{hidden: true}}})
