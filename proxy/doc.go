@@ -42,6 +42,12 @@
 // is therefore a valid apply order, and a crash loses nothing: the mirror
 // asks the old database how unresolved transactions ended.
 //
+// Writes prepared with SQL PREPARE are prepared with the capture columns
+// in their body, and each EXECUTE of them is tracked as a captured write;
+// the session follows its prepared names, settled by the server's answers
+// (sqlprepare.go). A statement prepared before the phase captured is
+// prepared again, under its own name, in front of its EXECUTE.
+//
 // What the capture must not change for the client: an Execute with a row
 // limit still captures every row (limited.go hands the client its rows
 // limit by limit), dates printed in a DateStyle other than ISO are turned

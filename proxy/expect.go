@@ -55,6 +55,9 @@ type expectation struct {
 	limited *limitedPortal
 	limit   uint32
 	resume  bool
+	// sqlEff is what the Execute of a PREPARE, DEALLOCATE or DISCARD ALL
+	// does to the session's SQL prepared statements (see sqlprepare.go).
+	sqlEff *sqlEffect
 }
 
 // expectQueue is a FIFO shared by the two goroutines of a session.
@@ -168,7 +171,17 @@ const (
 	modeCapture                   // row images via RETURNING
 	modeStatement                 // the statement itself (tables without a primary key)
 	modeTruncate                  // TRUNCATE, mirrored as a statement
+	// modeStripOnly: the answer carries capture columns (an EXECUTE of a
+	// statement prepared with them), which the client must not see, but
+	// its rows are not mirrored (the reason is recorded).
+	modeStripOnly
+	// modeUnseen: an EXECUTE of a name the proxy did not see prepared (it
+	// should fail), recorded as not mirrored should it write after all.
+	modeUnseen
 )
+
+// mirrored reports whether a statement in this mode is mirrored.
+func (m stmtMode) mirrored() bool { return m == modeCapture || m == modeStatement || m == modeTruncate }
 
 // stmtState is a prepared statement of the session.
 type stmtState struct {
@@ -184,6 +197,9 @@ type stmtState struct {
 	// plannedFor is the configuration the server-side form was chosen
 	// under; Bind re-plans only when it changed.
 	plannedFor *runtimeState
+	// execOf is, for EXECUTE name(...), the SQL prepared statement it was
+	// planned against; Bind re-plans when name has changed since.
+	execOf *sqlStmt
 	// paramTypes are the parameter types the server reported for the
 	// client's own Describe (set by the upstream goroutine).
 	paramTypes atomic.Pointer[[]uint32]
@@ -270,6 +286,28 @@ type queryState struct {
 	// on the staging step (apply false) and on the insert that follows it.
 	copy  *copyState
 	apply bool
+	// effects are what each statement does to the session's SQL prepared
+	// statements, nil when none does anything (see sqlprepare.go).
+	effects []*sqlEffect
+}
+
+// effect returns the current statement's effect on SQL prepared
+// statements, or nil.
+func (q *queryState) effect() *sqlEffect {
+	if q.idx < len(q.effects) {
+		return q.effects[q.idx]
+	}
+	return nil
+}
+
+// settle marks the PREPAREs of the Query that the server did not answer
+// as failed: an error stopped the Query before them.
+func (q *queryState) settle() {
+	for _, f := range q.effects {
+		if f != nil {
+			f.failed()
+		}
+	}
 }
 
 // copyState follows a COPY FROM that the proxy runs in two steps: the

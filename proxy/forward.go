@@ -145,6 +145,7 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 		stmts, _ := ss.srv.classifier.Classify(string(sql))
 		for _, st := range stmts {
 			ss.srv.metrics.CountQuery(metrics.QueryKind(st.Kind.String()))
+			ss.sqlUntracked(st)
 		}
 	case protocol.MsgParse:
 		name, rest, _ := protocol.CString(msg.Body)
@@ -169,6 +170,7 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 		portal, _, _ := protocol.CString(msg.Body)
 		if st := ss.portals[string(portal)]; st != nil {
 			ss.srv.metrics.CountQuery(st.info.kind)
+			ss.sqlUntracked(st.st)
 		} else {
 			ss.srv.metrics.CountQuery(metrics.QueryUnparsed)
 		}

@@ -68,6 +68,7 @@ type session struct {
 	stmts     map[string]*stmtState
 	portals   map[string]*stmtState // untracked sessions
 	tportals  map[string]*portalState
+	sqlStmts  map[string]*sqlStmt       // prepared with SQL PREPARE; see sqlprepare.go
 	limited   map[string]*limitedPortal // by portal name; see limitedPortal
 	capture   bool                      // writes are captured (dual-write phases)
 	shadowing bool                      // reads are shadowed (shadow-read)
@@ -205,6 +206,7 @@ func (ss *session) run() {
 	ss.stmts = map[string]*stmtState{}
 	ss.portals = map[string]*stmtState{}
 	ss.tportals = map[string]*portalState{}
+	ss.sqlStmts = map[string]*sqlStmt{}
 	ss.st = nil // the first request picks up the configuration
 	ss.refreshPhase()
 	for {

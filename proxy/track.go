@@ -68,9 +68,7 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		return modeNone, nil
 	}
 	if !st.IsWrite() {
-		if st.Command == "EXECUTE" && st.Body != nil && st.Body.IsWrite() {
-			m.recordNotMirrored(st, "EXECUTE of a write prepared with SQL PREPARE")
-		} else if st.Kind == rewrite.Read && st.HasSideEffects {
+		if st.Kind == rewrite.Read && st.HasSideEffects {
 			m.recordNotMirrored(st, "SELECT calling a function with side effects")
 		} else if st.Kind == rewrite.Other && (st.Command == "CALL" || st.Command == "DO") {
 			m.recordNotMirrored(st, st.Command+" (effects unknown)")
@@ -94,40 +92,53 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		m.recordNotMirrored(st, st.Command+" is not mirrored yet")
 		return modeNone, nil
 	}
-	plan, err := m.capturer.Plan(st.SQL)
-	if err != nil {
-		var nc *rewrite.NotCapturableError
-		reason := "cannot capture: " + err.Error()
-		if errors.As(err, &nc) {
-			reason = nc.Reason
-		}
+	mode, plan, reason := ss.planCapture(st, true)
+	if reason != "" {
 		m.recordNotMirrored(st, reason)
 		return modeNone, nil
 	}
-	if plan.Op != rewrite.CaptureInsert {
-		if key, known := m.catalog.KeyOf(plan.Table); known && len(key) == 0 {
-			// No key to apply row images by: mirror the statement itself,
-			// which is only faithful if it computes nothing volatile.
-			if st.HasVolatile {
-				m.recordNotMirrored(st, "volatile function in a write to a table without a primary key")
-				return modeNone, nil
-			}
-			if ss.dates.Load() != datesISO {
-				// The statement's own date literals would be read by the
-				// new database in its DateStyle, not the session's.
-				m.recordNotMirrored(st, "session DateStyle is not ISO (a table without a primary key is mirrored as a statement)")
-				return modeNone, nil
-			}
-			if m.translate != nil {
-				if _, _, err := m.translate(st.SQL); err != nil {
-					m.recordNotMirrored(st, "no MySQL translation: "+err.Error())
-					return modeNone, nil
-				}
-			}
-			return modeStatement, plan
+	return mode, plan
+}
+
+// planCapture plans the capture of an INSERT, UPDATE or DELETE, or of a
+// PREPARE of one (see rewrite.PlanCapture), and says why when it cannot be
+// captured. An UPDATE or DELETE of a table without a primary key is
+// mirrored as a statement (modeStatement) where asStatement allows it.
+func (ss *session) planCapture(st *rewrite.Statement, asStatement bool) (stmtMode, *rewrite.Capture, string) {
+	m := ss.srv.mirroring
+	plan, err := m.capturer.Plan(st.SQL)
+	if err != nil {
+		var nc *rewrite.NotCapturableError
+		if errors.As(err, &nc) {
+			return modeNone, nil, nc.Reason
+		}
+		return modeNone, nil, "cannot capture: " + err.Error()
+	}
+	if plan.Op == rewrite.CaptureInsert {
+		return modeCapture, plan, ""
+	}
+	if key, known := m.catalog.KeyOf(plan.Table); !known || len(key) > 0 {
+		return modeCapture, plan, ""
+	}
+	if !asStatement {
+		return modeStatement, plan, "" // the caller says why not
+	}
+	// No key to apply row images by: mirror the statement itself, which
+	// is only faithful if it computes nothing volatile.
+	switch {
+	case st.HasVolatile:
+		return modeNone, nil, "volatile function in a write to a table without a primary key"
+	case ss.dates.Load() != datesISO:
+		// The statement's own date literals would be read by the new
+		// database in its DateStyle, not the session's.
+		return modeNone, nil, "session DateStyle is not ISO (a table without a primary key is mirrored as a statement)"
+	}
+	if m.translate != nil {
+		if _, _, err := m.translate(st.SQL); err != nil {
+			return modeNone, nil, "no MySQL translation: " + err.Error()
 		}
 	}
-	return modeCapture, plan
+	return modeStatement, plan, ""
 }
 
 // planTruncate checks that a TRUNCATE can be mirrored as a statement.
@@ -224,12 +235,19 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		name, _, _ := protocol.CString(msg.Body[1:])
 		if msg.Body[0] == 'S' {
 			var p *portalState
+			var prefix []byte
 			st := ss.stmts[string(name)]
+			if st == nil {
+				st, prefix = ss.sqlParsed(string(name))
+			}
 			if st != nil {
 				// Described as the server has it now.
 				p = &portalState{st: st.st, mode: st.mode, plan: st.plan, desc: st.desc}
 			}
 			ss.exp.push(expectation{kind: expDescribe, portal: p, stmt: st})
+			if prefix != nil {
+				return append(prefix, msg.Raw...), true
+			}
 			return nil, false
 		}
 		ss.exp.push(expectation{kind: expDescribe, portal: ss.tportals[string(name)]})
@@ -272,14 +290,14 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 			}
 		}
 		switch {
-		case p != nil && p.mode != modeNone && !ss.clientTx:
+		case p != nil && p.mode.mirrored() && !ss.clientTx:
 			// An autocommit write: open a transaction of the proxy's own
 			// first; it is committed after the client's Sync.
 			prefix = ss.injectBegin()
 			ss.batchConverted = true
 			ss.clientTx = true
 			ss.txWrote = true
-		case p != nil && p.mode != modeNone:
+		case p != nil && p.mode.mirrored():
 			ss.txWrote = true
 		case st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare):
 			e.seq = ss.journalBeforeCommit(w, st)
@@ -293,6 +311,9 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 				prefix = encodeDescribe(nil, 'P', string(portal))
 				ss.exp.push(expectation{kind: expDescribe, swallow: true, shadow: e.shadow})
 			}
+		}
+		if st != nil && st.Kind == rewrite.Session {
+			_, e.sqlEff = ss.sqlSession(st, false)
 		}
 		ss.noteTxControl(st)
 		ss.exp.push(e)
@@ -350,9 +371,10 @@ func (ss *session) clientMayWait(msg protocol.Message) bool {
 		}
 		sql, _, _ := protocol.CString(msg.Body)
 		stmts, _ := ss.srv.classifier.Classify(string(sql))
-		for _, st := range stmts {
+		for i, st := range stmts {
 			switch {
 			case st.Kind == rewrite.Write && !ss.clientTx, // converted to a transaction of the proxy's own
+				st.Command == "EXECUTE" && !ss.clientTx && ss.executesWrite(st.Name, stmts[:i]),
 				st.Kind == rewrite.DDL && !ss.temporaryDDL(st),
 				st.Command == "COPY FROM",
 				isCommit(st) && ss.commitMayWait():
@@ -390,8 +412,10 @@ func (ss *session) bindMayWait(body []byte) bool {
 	st := ss.stmts[string(name)]
 	switch {
 	case st == nil:
-		return false
-	case st.plannedFor != ss.st:
+		// A statement prepared with SQL PREPARE: described anew.
+		e := ss.sqlStmts[string(name)]
+		return e != nil && e.plan != nil && !textResults(body)
+	case st.plannedFor != ss.st || ss.executeStale(st):
 		return true // re-prepared: a new description is due
 	case st.plan == nil || st.desc.isReady():
 		return false
@@ -417,7 +441,7 @@ func (e expectation) captured() (l *layout, st *rewrite.Statement, mode stmtMode
 		st, mode, plan = e.q.current()
 		l = e.q.cur
 	}
-	if mode == modeNone {
+	if mode == modeNone || mode == modeUnseen {
 		l = nil
 	}
 	return l, st, mode, plan
@@ -431,8 +455,8 @@ func (ss *session) rowMayWait(body []byte) bool {
 	if !ok {
 		return false
 	}
-	l, _, _, plan := e.captured()
-	if l == nil {
+	l, _, mode, plan := e.captured()
+	if l == nil || !mode.mirrored() {
 		return false
 	}
 	v, ok := dataRowColumn(body, l.tabIdx)
@@ -762,6 +786,7 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 	q := &queryState{stmts: stmts, modes: make([]stmtMode, len(stmts)), plans: make([]*rewrite.Capture, len(stmts))}
 	rewritten, writes, txControl := false, false, false
 	var commit *rewrite.Statement
+	var fx queryEffects
 	parts := make([]string, len(stmts))
 	for i, st := range stmts {
 		ss.srv.metrics.CountQuery(kindOf(st))
@@ -776,16 +801,36 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 				commit = st
 			}
 		}
-		mode, plan := ss.planWrite(st)
-		q.modes[i], q.plans[i] = mode, plan
-		if plan != nil {
-			parts[i] = plan.SQL
-			rewritten = true
+		var mode stmtMode
+		var plan *rewrite.Capture
+		switch st.Command {
+		case "EXECUTE":
+			var hidden []hiddenStmt
+			mode, plan, hidden = ss.planExecute(st, st.SQL, true)
+			if len(hidden) > 0 {
+				parts[i] = fx.hide(i, hidden) + st.SQL
+				rewritten = true
+			}
+		case "PREPARE", "DEALLOCATE", "DEALLOCATE ALL", "DISCARD ALL":
+			sql, f := ss.sqlSession(st, true)
+			fx.set(i, f)
+			if sql != "" {
+				parts[i] = sql
+				rewritten = true
+			}
+		default:
+			mode, plan = ss.planWrite(st)
+			if plan != nil {
+				parts[i] = plan.SQL
+				rewritten = true
+			}
 		}
-		if mode != modeNone {
+		q.modes[i], q.plans[i] = mode, plan
+		if mode.mirrored() {
 			writes = true
 		}
 	}
+	fx.apply(q)
 	e := expectation{kind: expQuery, q: q}
 	if len(stmts) == 1 && ss.wantShadow(stmts[0]) {
 		e.shadow = ss.newShadowCapture(stmts[0], stmts[0].SQL, nil, nil, nil, nil)
@@ -794,13 +839,23 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 	case writes && txControl:
 		// COMMIT must come after the journal write, which needs the rows
 		// of the statements before it: they cannot share one Query.
-		for i, st := range stmts {
-			if q.modes[i] != modeNone {
+		rewritten = false
+		for i, st := range q.stmts {
+			if q.modes[i].mirrored() {
 				ss.srv.mirroring.recordNotMirrored(st, "write in a multi-statement query with transaction control")
-				q.modes[i], parts[i] = modeNone, st.SQL
+				q.modes[i] = modeNone
+				if st.Command == "EXECUTE" {
+					// What the server returns is as planned: strip it.
+					q.modes[i] = modeStripOnly
+				}
 			}
 		}
-		rewritten = false
+		for i, st := range stmts {
+			if st.Command != "EXECUTE" && st.Kind != rewrite.Session {
+				parts[i] = st.SQL
+			}
+			rewritten = rewritten || parts[i] != st.SQL
+		}
 	case writes && !ss.clientTx:
 		// Autocommit: run the statements in a transaction of the proxy's
 		// own, committed once their images are in the journal.
@@ -842,7 +897,7 @@ func (ss *session) trackParse(msg protocol.Message) ([]byte, bool) {
 	}
 	st := ss.newStmt(string(sql), params)
 	ss.stmts[string(name)] = st
-	st.mode, st.plan = ss.planWrite(st.st)
+	st.mode, st.plan = ss.planStmt(st)
 	st.plannedFor = ss.st
 	ss.exp.push(expectation{kind: expParse})
 	st.desc = newStmtDesc()
@@ -884,10 +939,13 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 	name, _, _ := protocol.CString(rest)
 	st := ss.stmts[string(name)]
 	var prefix []byte
+	if st == nil {
+		st, prefix = ss.sqlParsed(string(name))
+	}
 	var p *portalState
 	shadow := false
 	if st != nil {
-		if st.plannedFor != ss.st {
+		if st.plannedFor != ss.st || ss.executeStale(st) {
 			prefix = ss.reprepare(string(name), st)
 		}
 		shadow = st.mode == modeNone && ss.wantShadow(st.st)
@@ -981,14 +1039,16 @@ func (ss *session) trackBind(msg protocol.Message, w *upstreamWriter) ([]byte, b
 // dual-write, the client's own otherwise), or nil when it already does.
 func (ss *session) reprepare(name string, st *stmtState) []byte {
 	want, mode, plan := st.sql, modeNone, (*rewrite.Capture)(nil)
-	if ss.capture && st.st != nil {
-		mode, plan = ss.planWrite(st.st)
+	if st.st != nil && (ss.capture || st.st.Command == "EXECUTE") {
+		mode, plan = ss.planStmt(st)
 		if plan != nil {
 			want = plan.SQL
 		}
 	}
 	st.plannedFor = ss.st
-	if want == st.serverSQL {
+	// An EXECUTE is parsed again even with the same text: the server
+	// describes it as its prepared statement was when it was parsed.
+	if want == st.serverSQL && (st.st == nil || st.st.Command != "EXECUTE") {
 		return nil
 	}
 	var out []byte
@@ -1072,7 +1132,9 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 			return nil, false
 		}
 		ss.vals = vals
-		ss.captureRow(l, st, mode, plan, vals)
+		if mode.mirrored() {
+			ss.captureRow(l, st, mode, plan, vals)
+		}
 		if lp := e.limited; lp != nil {
 			if lp.sent >= int(e.limit) {
 				lp.hold(client)
@@ -1095,6 +1157,9 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 			}
 			if lp := e.limited; lp != nil && e.resume {
 				return lp.next(e.limit), true
+			}
+			if e.sqlEff != nil {
+				e.sqlEff.done()
 			}
 			ss.resolveCommit(e.seq, msg)
 			if e.portal != nil {
@@ -1125,6 +1190,13 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 				e.q.idx++
 				e.q.cur = nil
 				return nil, true
+			}
+			if f := e.q.effect(); f != nil {
+				f.done()
+				if f.hidden { // the proxy's own statement in front of an EXECUTE
+					e.q.idx++
+					return nil, true
+				}
 			}
 			st, mode, _ := e.q.current()
 			if st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare) {
@@ -1161,6 +1233,9 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 			return nil, false // an error at Sync (e.g. a deferred constraint), from a function, or at the proxy's COMMIT
 		}
 		ss.exp.pop()
+		if e.sqlEff != nil {
+			e.sqlEff.failed()
+		}
 		if e.desc != nil {
 			e.desc.setReady()
 		}
@@ -1168,6 +1243,9 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		return nil, false
 	case protocol.MsgReadyForQuery:
 		ss.exp.pop()
+		if e.kind == expQuery {
+			e.q.settle()
+		}
 		return ss.requestDone(e, msg)
 	}
 	return nil, false
@@ -1199,6 +1277,9 @@ func (ss *session) skipToSync() {
 		if e.beginParse {
 			ss.beginLost.Store(true)
 		}
+		if e.sqlEff != nil {
+			e.sqlEff.failed()
+		}
 		ss.exp.pop()
 	}
 }
@@ -1215,12 +1296,16 @@ func (ss *session) trackRowDescription(e expectation, msg protocol.Message) ([]b
 			mode = modeCapture // only capture statements are described by the proxy
 		}
 	case expQuery:
-		_, mode, _ = e.q.current()
+		var st *rewrite.Statement
+		st, mode, _ = e.q.current()
+		if (mode == modeNone || mode == modeUnseen) && st != nil && st.Command == "EXECUTE" {
+			mode = ss.strayCapture(e.q, st, msg.Body)
+		}
 	default:
 		return nil, false
 	}
 	var l *layout
-	if mode != modeNone {
+	if mode != modeNone && mode != modeUnseen {
 		var err error
 		if l, err = ss.layoutOf(msg.Body); err != nil {
 			ss.log.Error("unexpected RowDescription for a captured write", "err", err)
@@ -1372,6 +1457,9 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 	if mode == modeTruncate && msg.Type == 'C' && st != nil {
 		ss.truncateChanges(st)
 	}
+	if mode == modeUnseen && st != nil && writeTag(tag) {
+		m.recordNotMirrored(st, "EXECUTE of a write the proxy did not see prepared")
+	}
 	if ss.unresolved != "" && st != nil {
 		m.recordNotMirrored(st, ss.unresolved)
 	}
@@ -1445,6 +1533,16 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		m.schemaChanged()
 	}
 	ss.tx.statementDone()
+}
+
+// writeTag reports whether a command tag is a write's.
+func writeTag(tag string) bool {
+	cmd, _, _ := strings.Cut(tag, " ")
+	switch cmd {
+	case "INSERT", "UPDATE", "DELETE", "MERGE":
+		return true
+	}
+	return false
 }
 
 // statementChange builds the change that mirrors a statement on a table

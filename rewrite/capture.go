@@ -119,9 +119,12 @@ type NotCapturableError struct {
 
 func (e *NotCapturableError) Error() string { return "rewrite: cannot capture row images: " + e.Reason }
 
-// PlanCapture plans the capture of one INSERT, UPDATE or DELETE statement.
-// Other writes (MERGE before RETURNING existed, COPY, TRUNCATE) and writes
-// hidden in data-modifying WITH clauses return a *NotCapturableError.
+// PlanCapture plans the capture of one INSERT, UPDATE or DELETE statement,
+// or of PREPARE name [(types)] AS one of them: then SQL is the PREPARE with
+// its body rewritten, so that every later EXECUTE name returns the row
+// images, and the other fields describe the body. Other writes (MERGE
+// before RETURNING existed, COPY, TRUNCATE) and writes hidden in
+// data-modifying WITH clauses return a *NotCapturableError.
 //
 // An UPDATE that assigns a primary-key column (keyOf says which they are;
 // nil means none is known) also needs the row's old key, which RETURNING
@@ -137,11 +140,15 @@ func PlanCapture(sql string, keyOf KeyFunc) (*Capture, error) {
 	if len(tree.Stmts) != 1 {
 		return nil, errors.New("rewrite: PlanCapture takes exactly one statement")
 	}
+	stmt := tree.Stmts[0].Stmt
+	if p := stmt.GetPrepareStmt(); p != nil {
+		stmt = p.Query
+	}
 	c := &Capture{}
 	var rel *pg.RangeVar
 	var returning *[]*pg.Node
 	var with *pg.WithClause
-	switch n := tree.Stmts[0].Stmt.Node.(type) {
+	switch n := stmt.GetNode().(type) {
 	case *pg.Node_InsertStmt:
 		s := n.InsertStmt
 		c.Op, rel, returning, with = CaptureInsert, s.Relation, &s.ReturningList, s.WithClause
@@ -185,7 +192,7 @@ func PlanCapture(sql string, keyOf KeyFunc) (*Capture, error) {
 	)
 	if c.Op == CaptureUpdate && keyOf != nil {
 		if key, ok := keyOf(c.Table); ok && overlaps(key, c.SetColumns) {
-			u := tree.Stmts[0].Stmt.GetUpdateStmt()
+			u := stmt.GetUpdateStmt()
 			old, err := oldKeySubselect(rel, key)
 			if err != nil {
 				return nil, err

@@ -141,3 +141,52 @@ func TestCopyFrom(t *testing.T) {
 		t.Fatal("COPY TO parsed as COPY FROM")
 	}
 }
+
+// A PREPARE of a write is planned as its body, and comes back as a PREPARE
+// of the body with the capture columns, keeping its name, its parameter
+// types and the client's own RETURNING first.
+func TestPlanCapturePrepare(t *testing.T) {
+	keys := func(table string) ([]string, bool) { return []string{"id"}, table == "t" }
+	for _, tc := range []struct {
+		in, prefix string
+		op         CaptureOp
+		clientRet  bool
+		oldKey     bool
+		notCapt    string
+	}{
+		{in: "PREPARE ins(int, text) AS INSERT INTO t (id, v) VALUES ($1, $2)", prefix: "PREPARE ins(int, text) AS INSERT INTO t (id, v) VALUES ($1, $2) RETURNING pg_current_xact_id()", op: CaptureInsert},
+		{in: "prepare ins as insert into t (v) values ($1) returning id, v", prefix: "PREPARE ins AS INSERT INTO t (v) VALUES ($1) RETURNING id, v, pg_current_xact_id()", op: CaptureInsert, clientRet: true},
+		{in: "PREPARE up AS UPDATE t SET id = $1 WHERE id = $2", prefix: "PREPARE up AS UPDATE t SET id = $1 FROM", op: CaptureUpdate, oldKey: true},
+		{in: "PREPARE del(int) AS DELETE FROM t WHERE id = $1", prefix: "PREPARE del(int) AS DELETE FROM t WHERE id = $1 RETURNING", op: CaptureDelete},
+		{in: "PREPARE m AS MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE", notCapt: "MERGE"},
+		{in: "PREPARE s AS SELECT 1", notCapt: "not an INSERT"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := PlanCapture(tc.in, keys)
+			if tc.notCapt != "" {
+				var nc *NotCapturableError
+				if !errors.As(err, &nc) || !strings.Contains(nc.Reason, tc.notCapt) {
+					t.Fatalf("want NotCapturableError %q, got %v", tc.notCapt, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Op != tc.op || c.Table != "t" || c.ClientReturning != tc.clientRet || (len(c.OldKey) > 0) != tc.oldKey {
+				t.Fatalf("plan %+v", c)
+			}
+			if !strings.HasPrefix(c.SQL, tc.prefix) || !strings.HasSuffix(c.SQL, "t.*") && !tc.oldKey {
+				t.Fatalf("SQL %q, want it to start with %q", c.SQL, tc.prefix)
+			}
+			cl, err := NewClassifier(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stmts, err := cl.Classify(c.SQL)
+			if err != nil || len(stmts) != 1 || stmts[0].Command != "PREPARE" || stmts[0].Body == nil || !stmts[0].Body.IsWrite() {
+				t.Fatalf("rewritten PREPARE classifies as %+v, %v", stmts, err)
+			}
+		})
+	}
+}
