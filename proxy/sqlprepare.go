@@ -23,8 +23,9 @@ import (
 // them, under its own name, by DEALLOCATE and PREPARE statements the proxy
 // puts in front of the EXECUTE in the same simple Query; their answers are
 // not the client's. (Like a Parse the proxy repeats on a phase change, that
-// PREPARE resolves table names by the search_path in force then.) A statement prepared with them keeps them when the
-// phase stops capturing: its EXECUTE is then only stripped of them.
+// PREPARE resolves table names by the search_path in force then.) A
+// statement prepared with them keeps them when the phase stops capturing:
+// its EXECUTE is then only stripped of them.
 //
 // The client goroutine decides from what it has sent; the server's answers
 // (which the upstream goroutine sees) settle each PREPARE and DEALLOCATE
