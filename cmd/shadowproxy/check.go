@@ -118,7 +118,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 Compares the tables the mirror writes with the new database's: missing
 tables and columns, NOT NULL columns the old tables lack, missing keys, and
-(Postgres) column types. Exit status: 0 no problem, 4 problems, 1 error.
+column types that may refuse or change values. Exit status: 0 no problem,
+4 problems, 1 error.
 
 `)
 		fs.PrintDefaults()

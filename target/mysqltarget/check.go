@@ -18,17 +18,21 @@ type mysqlTable struct {
 
 type mysqlColumn struct {
 	name     string
-	required bool // NOT NULL, no default, not AUTO_INCREMENT or generated
+	typ      string // COLUMN_TYPE, e.g. "decimal(12,4)", "bigint(20) unsigned"
+	required bool   // NOT NULL, no default, not AUTO_INCREMENT or generated
 }
 
 // CheckSchema compares the tables of the old database that the mirror
 // writes (old, as schema.Load read it) with the new database's tables they
 // map to (see QuoteTable), for what would make their row images fail or
 // land differently: missing tables and columns, NOT NULL columns without a
-// default that the old tables lack, and tables without a primary or unique
-// key on the old primary key, where ON DUPLICATE KEY UPDATE would insert a
-// second row instead of replacing the first. Column types are not
-// compared: the converter maps PostgreSQL's types onto several MySQL ones.
+// default that the old tables lack, tables without a primary or unique key
+// on the old primary key, where ON DUPLICATE KEY UPDATE would insert a
+// second row instead of replacing the first, and columns whose type holds
+// less than the one CreateTableSQL would make (a narrower integer, fewer
+// decimal places or fractional seconds, a shorter VARCHAR, TIMESTAMP's
+// range, a missing ENUM label). Types of another family that still take
+// the values (an integer in a DECIMAL or a VARCHAR) are not problems.
 func (t *Target) CheckSchema(ctx context.Context, old *schema.Catalog) ([]schema.Problem, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
 	defer cancel()
@@ -73,9 +77,15 @@ func compareMySQLTable(o *schema.Table, n *mysqlTable) []schema.Problem {
 	add := func(col string, kind schema.ProblemKind, format string, args ...any) {
 		out = append(out, schema.Problem{Table: o.QualifiedName(), Column: col, Kind: kind, Detail: fmt.Sprintf(format, args...)})
 	}
+	keys := keyColumns(o)
 	for _, oc := range o.Columns {
-		if _, ok := n.columns[strings.ToLower(oc.Name)]; !ok {
+		nc, ok := n.columns[strings.ToLower(oc.Name)]
+		if !ok {
 			add(oc.Name, schema.MissingColumn, "the new table has no column %s (%s on the old database)", oc.Name, oc.TypeName)
+			continue
+		}
+		if why := typeProblem(oc, keys[oc.Name], nc.typ); why != "" {
+			add(oc.Name, schema.TypeDiffers, "%s on the new database for %s: %s", nc.typ, oc.TypeName, why)
 		}
 	}
 	var extra []string
@@ -101,6 +111,22 @@ func compareMySQLTable(o *schema.Table, n *mysqlTable) []schema.Problem {
 	return out
 }
 
+// typeProblem says how a column of type got may refuse or change the values
+// of the old column oc, or "" when it holds them (or either type is one
+// CheckSchema does not know).
+func typeProblem(oc *schema.Column, key bool, got string) string {
+	wantSQL, _, err := mysqlType(oc, key)
+	if err != nil {
+		return ""
+	}
+	want, ok := parseMySQLType(wantSQL)
+	have, ok2 := parseMySQLType(got)
+	if !ok || !ok2 {
+		return ""
+	}
+	return narrower(want, have)
+}
+
 func sameColumns(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
 }
@@ -124,7 +150,7 @@ func (t *Target) readTables(ctx context.Context, dbs map[string]bool) (map[strin
 		}
 		return out[k]
 	}
-	rows, err := t.db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME,
+	rows, err := t.db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE,
        IS_NULLABLE = 'NO' AND COLUMN_DEFAULT IS NULL AND EXTRA NOT LIKE '%auto_increment%' AND EXTRA NOT LIKE '%GENERATED%'
   FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (`+in+`)`, names...)
 	if err != nil {
@@ -134,7 +160,7 @@ func (t *Target) readTables(ctx context.Context, dbs map[string]bool) (map[strin
 	for rows.Next() {
 		var db, name string
 		var c mysqlColumn
-		if err := rows.Scan(&db, &name, &c.name, &c.required); err != nil {
+		if err := rows.Scan(&db, &name, &c.name, &c.typ, &c.required); err != nil {
 			return nil, fmt.Errorf("mysqltarget: read the new database's columns: %w", err)
 		}
 		table(db, name).columns[strings.ToLower(c.name)] = c

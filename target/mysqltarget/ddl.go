@@ -45,19 +45,13 @@ import (
 // which compares like PostgreSQL (case- and accent-sensitive).
 func CreateTableSQL(t *schema.Table) (string, error) {
 	var notes []string
-	keyCols := map[string]bool{}
-	for _, k := range t.PrimaryKey {
-		keyCols[k] = true
-	}
+	keyCols := keyColumns(t)
 	// leaders are the columns that lead a key, which AUTO_INCREMENT needs.
 	leaders := map[string]bool{}
 	if len(t.PrimaryKey) > 0 {
 		leaders[t.PrimaryKey[0]] = true
 	}
 	for _, u := range t.Unique {
-		for _, c := range u.Columns {
-			keyCols[c] = true
-		}
 		if len(u.Columns) > 0 {
 			leaders[u.Columns[0]] = true
 		}
@@ -270,6 +264,21 @@ func mysqlType(c *schema.Column, key bool) (string, typeKind, error) {
 		return "VARCHAR(32)", kindOther, nil
 	}
 	return text()
+}
+
+// keyColumns are the columns of the table's primary and unique keys, which
+// need types MySQL can index.
+func keyColumns(t *schema.Table) map[string]bool {
+	keys := map[string]bool{}
+	for _, k := range t.PrimaryKey {
+		keys[k] = true
+	}
+	for _, u := range t.Unique {
+		for _, c := range u.Columns {
+			keys[c] = true
+		}
+	}
+	return keys
 }
 
 // mysqlDefault translates a column default; ok is false when it cannot.

@@ -588,4 +588,38 @@ ALTER TABLE child DROP PRIMARY KEY, ADD UNIQUE KEY child_id (id);`); err != nil 
 	if !slices.Equal(got, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+
+	// Types that hold less than the old columns' values; and two that
+	// hold them in another family (i2 in a DECIMAL, d in a DATETIME).
+	if _, err := e.my.ExecContext(e.ctx, `ALTER TABLE every
+  MODIFY i2 DECIMAL(10,0), MODIFY i4 SMALLINT, MODIFY i8 INT UNSIGNED, MODIFY num DECIMAL(10,4), MODIFY f8 FLOAT,
+  MODIFY t VARCHAR(255), MODIFY vc VARCHAR(10), MODIFY tstz DATETIME, MODIFY ts TIMESTAMP(6) NULL,
+  MODIFY e ENUM('sad', 'ok'), MODIFY `+"`by`"+` BLOB, MODIFY u BINARY(16), MODIFY d DATETIME`); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err = e.target.CheckSchema(e.ctx, e.cat); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, p := range problems {
+		if p.Table == "public.every" {
+			got = append(got, p.Column+": "+p.Detail)
+		}
+	}
+	want = []string{
+		"i4: smallint(6) on the new database for integer: a narrower integer: values out of its range are refused",
+		"i8: int(10) unsigned on the new database for bigint: a narrower integer: values out of its range are refused",
+		"num: decimal(10,4) on the new database for numeric(12,4): fewer integer digits (8, here 6): larger values are refused",
+		"f8: float on the new database for double precision: single precision: values are rounded",
+		"t: varchar(255) on the new database for text: at most 255 characters (the old column has no such limit): longer values are refused",
+		"vc: varchar(10) on the new database for character varying(20): at most 10 characters (the old column takes 20): longer values are refused",
+		"by: blob on the new database for bytea: at most 65535 bytes (the old column has no such limit): longer values are refused",
+		"u: binary(16) on the new database for uuid: a binary column for values the old database keeps as char",
+		"ts: timestamp(6) on the new database for timestamp without time zone: TIMESTAMP holds 1970 to 2038 only, and converts by the session's time zone",
+		"tstz: datetime on the new database for timestamp with time zone: 0 fractional digits of seconds (the old column has 6): values are rounded",
+		`e: enum('sad','ok') on the new database for mood: no label "happy": rows with it are refused`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("type problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
