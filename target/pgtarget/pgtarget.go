@@ -338,6 +338,7 @@ type tableInfo struct {
 	generated      map[string]bool   // stored generated columns: never written
 	identityAlways map[string]bool   // GENERATED ALWAYS AS IDENTITY columns
 	sequences      map[string]uint32 // columns that own a sequence: its OID
+	shapes         []*upsertShape    // see upsertShape
 }
 
 // loadTables reads the new database's catalog for the tables of the batch

@@ -463,6 +463,32 @@ func TestPlanSQL(t *testing.T) {
 			t.Errorf("plan(%+v) must fail", c)
 		}
 	}
+
+	// Statements are kept per table, column list and key: another column
+	// order is another statement, and the values follow their columns.
+	row := []mirror.Value{mirror.Text("1"), mirror.Text("2"), mirror.Text("3"), mirror.Text("4")}
+	first := mirror.Change{Op: mirror.OpUpsert, Table: "public.t", Columns: cols("id", "v", "g", "ia"), Row: row}
+	reordered := mirror.Change{Op: mirror.OpUpsert, Table: "public.t", Columns: cols("v", "id", "ia", "g"), Row: row}
+	for _, tc := range []struct {
+		c      mirror.Change
+		sql    string
+		params string
+	}{
+		{first, `INSERT INTO "public"."t" ("id", "v", "ia") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`, "1 2 4"},
+		{reordered, `INSERT INTO "public"."t" ("v", "id", "ia") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`, "1 2 3"},
+		{first, `INSERT INTO "public"."t" ("id", "v", "ia") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`, "1 2 4"},
+	} {
+		st, err := tg.plan(&tc.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(bytes.Join(st.params, []byte(" "))); st.sql != tc.sql || got != tc.params {
+			t.Errorf("plan %v:\n got %s (%s)\nwant %s (%s)", tc.c.Columns, st.sql, got, tc.sql, tc.params)
+		}
+	}
+	if n := len(tg.tables["public.t"].shapes); n != 3 {
+		t.Errorf("public.t keeps %d statement shapes, want 3 (its two column lists, one without generated columns from bad)", n)
+	}
 }
 
 func BenchmarkApply1000(b *testing.B) {

@@ -76,23 +76,67 @@ func (t *Target) planUpsert(c *mirror.Change) (*statement, error) {
 	if len(keys) == 0 {
 		keys = c.KeyCols
 	}
-	// Without any key (a table without a primary key on either side) the
-	// row image is an insert: such tables are verified by multiset.
-	st := &statement{params: make([][]byte, 0, len(c.Row))}
+	sh := info.upsertShape(c, keys)
+	if sh.sent == 0 {
+		return nil, errors.New("pgtarget: upsert of " + c.Table + " writes only generated columns")
+	}
+	st := &statement{sql: sh.sql, params: make([][]byte, 0, sh.sent)}
+	for i, v := range c.Row {
+		if sh.send[i] {
+			st.params = append(st.params, param(v))
+		}
+	}
+	return st, nil
+}
+
+// upsertShape is the SQL of the upserts of one table with one column list
+// and conflict target. It is built once and kept with the table: the row
+// images of a table nearly always have the same columns, and building the
+// SQL for every row cost more than the rest of planning it.
+type upsertShape struct {
+	columns []string // the change's column names, in order
+	keys    []string // the conflict target
+	sql     string
+	send    []bool // per column: written (the new table's generated columns are not)
+	sent    int    // columns written
+}
+
+// maxUpsertShapes bounds the shapes kept per table; more column lists than
+// this only come with schema changes.
+const maxUpsertShapes = 8
+
+// upsertShape returns the shape for c's columns and keys, building it on
+// first use.
+func (info *tableInfo) upsertShape(c *mirror.Change, keys []string) *upsertShape {
+	for _, sh := range info.shapes {
+		if slices.Equal(sh.keys, keys) && slices.EqualFunc(sh.columns, c.Columns, func(n string, col mirror.Column) bool { return n == col.Name }) {
+			return sh
+		}
+	}
+	sh := buildUpsertShape(info, c, keys)
+	if len(info.shapes) == maxUpsertShapes {
+		info.shapes = info.shapes[1:]
+	}
+	info.shapes = append(info.shapes, sh)
+	return sh
+}
+
+func buildUpsertShape(info *tableInfo, c *mirror.Change, keys []string) *upsertShape {
+	sh := &upsertShape{keys: slices.Clone(keys), send: make([]bool, len(c.Columns))}
 	var cols, updates strings.Builder
-	n := 0
 	for i, col := range c.Columns {
+		sh.columns = append(sh.columns, col.Name)
 		if info.generated[col.Name] {
 			// The new database computes it; writing it is an error.
 			continue
 		}
-		n++
-		if n > 1 {
+		sh.send[i] = true
+		sh.sent++
+		if sh.sent > 1 {
 			cols.WriteString(", ")
 		}
 		name := quoteIdent(col.Name)
 		cols.WriteString(name)
-		st.params = append(st.params, param(c.Row[i]))
 		// An ALWAYS identity column can only be updated to DEFAULT; its
 		// value never changes after the insert anyway.
 		if !slices.Contains(keys, col.Name) && !info.identityAlways[col.Name] {
@@ -101,9 +145,6 @@ func (t *Target) planUpsert(c *mirror.Change) (*statement, error) {
 			}
 			updates.WriteString(name + " = EXCLUDED." + name)
 		}
-	}
-	if n == 0 {
-		return nil, errors.New("pgtarget: upsert of " + c.Table + " writes only generated columns")
 	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
@@ -117,32 +158,32 @@ func (t *Target) planUpsert(c *mirror.Change) (*statement, error) {
 		b.WriteString(" OVERRIDING SYSTEM VALUE")
 	}
 	b.WriteString(" VALUES (")
-	for i := 1; i <= n; i++ {
+	for i := 1; i <= sh.sent; i++ {
 		if i > 1 {
 			b.WriteString(", ")
 		}
 		b.WriteString("$" + strconv.Itoa(i))
 	}
 	b.WriteString(")")
-	if len(keys) == 0 {
-		st.sql = b.String()
-		return st, nil
-	}
-	b.WriteString(" ON CONFLICT (")
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
+	// Without any key (a table without a primary key on either side) the
+	// row image is an insert: such tables are verified by multiset.
+	if len(keys) > 0 {
+		b.WriteString(" ON CONFLICT (")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(quoteIdent(k))
 		}
-		b.WriteString(quoteIdent(k))
+		if updates.Len() == 0 {
+			b.WriteString(") DO NOTHING")
+		} else {
+			b.WriteString(") DO UPDATE SET ")
+			b.WriteString(updates.String())
+		}
 	}
-	if updates.Len() == 0 {
-		b.WriteString(") DO NOTHING")
-	} else {
-		b.WriteString(") DO UPDATE SET ")
-		b.WriteString(updates.String())
-	}
-	st.sql = b.String()
-	return st, nil
+	sh.sql = b.String()
+	return sh
 }
 
 func (t *Target) planDelete(c *mirror.Change) (*statement, error) {
