@@ -690,6 +690,9 @@ func (a *analyzer) explain(st *Statement, e *pg.ExplainStmt) {
 	inner := analyzeStmt(e.GetQuery())
 	st.Command = "EXPLAIN"
 	st.Name = inner.Name
+	// The answer is a plan: another server's (another engine's) differs
+	// whatever the data.
+	a.serverInfo = true
 	if explainAnalyzes(e.GetOptions()) {
 		st.Kind = inner.Kind
 		st.WriteTables = inner.WriteTables

@@ -192,9 +192,10 @@ type Statement struct {
 	// session rather than the data: it reads the system catalogs
 	// (pg_catalog, information_schema, or an unqualified pg_* relation) or
 	// calls version(), current_setting(), current_user, a pg_* function
-	// and the like. Its answer depends on the server it runs on (OIDs,
-	// settings, versions, another engine altogether), so it is not
-	// compared with another server's.
+	// and the like, or it is an EXPLAIN, whose answer is the server's plan.
+	// Its answer depends on the server it runs on (OIDs, settings,
+	// versions, plans, another engine altogether), so it is not compared
+	// with another server's.
 	ServerInfo bool
 	// HasSideEffects is set when the statement calls a function known to
 	// change state beyond its own result: nextval/setval, advisory locks,
