@@ -128,6 +128,15 @@ func (a *analyzer) walk(m protoreflect.Message) {
 		if isNowLiteral(x) {
 			a.volatile = true
 		}
+	case *pg.ColumnRef:
+		// A system column (xmin for optimistic locking, ctid, tableoid)
+		// holds the server's own bookkeeping, which differs on another
+		// server. User columns cannot take these names; an alias of a
+		// subquery can, and is then wrongly taken for one, which only
+		// leaves the read uncompared.
+		if f := x.GetFields(); len(f) > 0 && systemColumns[f[len(f)-1].GetString_().GetSval()] {
+			a.serverInfo = true
+		}
 	case *pg.ParamRef:
 		if n := int(x.GetNumber()); n > a.params {
 			a.params = n
@@ -262,6 +271,9 @@ func (a *analyzer) addFunc(name []*pg.Node) {
 		a.serverInfo = true
 	}
 }
+
+// systemColumns are the system columns every table has.
+var systemColumns = map[string]bool{"xmin": true, "xmax": true, "cmin": true, "cmax": true, "ctid": true, "tableoid": true}
 
 // serverInfoFuncs describe the server or the session rather than the data
 // (besides every pg_* and has_*_privilege function).

@@ -28,6 +28,11 @@ var classifyCases = []struct {
 	{"select column_name from information_schema.columns where table_name = $1",
 		[]Statement{{Kind: Read, Command: "SELECT", Tables: s("information_schema.columns"), Params: 1, ServerInfo: true}}},
 	{"select version()", []Statement{{Kind: Read, Command: "SELECT", HasVolatile: true, ServerInfo: true}}},
+	// System columns: the server's bookkeeping (EF Core's xmin token).
+	{"SELECT a.id, a.xmin FROM accounts a WHERE id = $1", []Statement{{Kind: Read, Command: "SELECT", Tables: s("accounts"), Params: 1, ServerInfo: true}}},
+	{"SELECT tableoid::regclass, * FROM events", []Statement{{Kind: Read, Command: "SELECT", Tables: s("events"), ServerInfo: true}}},
+	{`SELECT "ctid", id FROM t`, []Statement{{Kind: Read, Command: "SELECT", Tables: s("t"), ServerInfo: true}}},
+	{"SELECT xmin_at, id FROM t", []Statement{{Kind: Read, Command: "SELECT", Tables: s("t")}}},
 	{"SELECT current_user, current_setting('TimeZone')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
 	{"select pg_size_pretty(pg_relation_size('users'))", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
 	{"select has_table_privilege('users', 'select')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
