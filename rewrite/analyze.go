@@ -282,6 +282,8 @@ var serverInfoFuncs = map[string]bool{
 	"current_schema": true, "current_schemas": true, "current_query": true,
 	"inet_server_addr": true, "inet_server_port": true, "inet_client_addr": true, "inet_client_port": true,
 	"txid_current": true, "txid_current_if_assigned": true, "txid_current_snapshot": true,
+	// The session's sequence state: another server's session has none.
+	"currval": true, "lastval": true,
 	"obj_description": true, "col_description": true, "shobj_description": true,
 	"format_type": true, "to_regclass": true, "to_regtype": true, "to_regproc": true,
 	"to_regprocedure": true, "to_regnamespace": true, "to_regrole": true,

@@ -33,6 +33,7 @@ var classifyCases = []struct {
 	{"SELECT tableoid::regclass, * FROM events", []Statement{{Kind: Read, Command: "SELECT", Tables: s("events"), ServerInfo: true}}},
 	{`SELECT "ctid", id FROM t`, []Statement{{Kind: Read, Command: "SELECT", Tables: s("t"), ServerInfo: true}}},
 	{"SELECT xmin_at, id FROM t", []Statement{{Kind: Read, Command: "SELECT", Tables: s("t")}}},
+	{"SELECT lastval()", []Statement{{Kind: Read, Command: "SELECT", HasVolatile: true, ServerInfo: true}}},
 	{"SELECT current_user, current_setting('TimeZone')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
 	{"select pg_size_pretty(pg_relation_size('users'))", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
 	{"select has_table_privilege('users', 'select')", []Statement{{Kind: Read, Command: "SELECT", ServerInfo: true}}},
