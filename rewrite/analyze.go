@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -272,6 +273,51 @@ func (a *analyzer) addFunc(name []*pg.Node) {
 	}
 }
 
+// setValue renders the value list of a SET as the server prints it (SHOW):
+// strings as they are, or for a list of names (search_path's `app,
+// "$user", public`) quoted as identifiers where they need it; numbers as
+// written. unknown is set for a value it cannot render (an interval with
+// units, say).
+func setValue(args []*pg.Node, names bool) (value string, unknown bool) {
+	parts := make([]string, 0, len(args))
+	for _, a := range args {
+		c := a.GetAConst()
+		switch {
+		case c == nil:
+			return "", true
+		case c.GetSval() != nil && names:
+			parts = append(parts, quoteIdentIfNeeded(c.GetSval().GetSval()))
+		case c.GetSval() != nil:
+			parts = append(parts, c.GetSval().GetSval())
+		case c.GetIval() != nil:
+			parts = append(parts, strconv.FormatInt(int64(c.GetIval().GetIval()), 10))
+		case c.GetFval() != nil:
+			parts = append(parts, c.GetFval().GetFval())
+		case c.GetBoolval() != nil:
+			parts = append(parts, strconv.FormatBool(c.GetBoolval().GetBoolval()))
+		default:
+			return "", true
+		}
+	}
+	return strings.Join(parts, ", "), false
+}
+
+// quoteIdentIfNeeded quotes a name unless it is a lower-case identifier
+// that needs no quotes (keywords aside, which a search_path rarely holds).
+func quoteIdentIfNeeded(s string) string {
+	plain := s != ""
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && (r >= '0' && r <= '9' || r == '$')) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return quoteIdent(s)
+}
+
 // systemColumns are the system columns every table has.
 var systemColumns = map[string]bool{"xmin": true, "xmax": true, "cmin": true, "cmax": true, "ctid": true, "tableoid": true}
 
@@ -434,6 +480,10 @@ func (a *analyzer) describe(st *Statement, n *pg.Node) {
 		st.Name = strings.ToLower(v.GetName())
 		st.SetLocal = v.GetIsLocal()
 		switch v.GetKind() {
+		case pg.VariableSetKind_VAR_SET_VALUE:
+			st.SetValue, st.SetUnknown = setValue(v.GetArgs(), st.Name == "search_path")
+		case pg.VariableSetKind_VAR_SET_CURRENT:
+			st.SetUnknown = true
 		case pg.VariableSetKind_VAR_RESET:
 			st.Command = "RESET"
 		case pg.VariableSetKind_VAR_RESET_ALL:

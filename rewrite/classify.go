@@ -219,6 +219,13 @@ type Statement struct {
 	// SetLocal is set for SET LOCAL, whose effect ends with the current
 	// transaction.
 	SetLocal bool
+	// SetValue is the value SET gives the parameter Name, as the server
+	// prints it (e.g. search_path's `app, "$user", public`); empty for SET
+	// ... TO DEFAULT (and RESET, whose Command says so). SetUnknown is set
+	// when the value cannot be told: SET ... FROM CURRENT, or a value
+	// setValue cannot render.
+	SetValue   string
+	SetUnknown bool
 
 	// ParseError is pg_query's message when Kind is Unparsed.
 	ParseError string

@@ -158,9 +158,14 @@ var classifyCases = []struct {
 	{"ROLLBACK PREPARED 'tx-42'", []Statement{{Kind: Tx, TxOp: RollbackPrepared, Command: "ROLLBACK PREPARED", Name: "tx-42"}}},
 
 	// Session state.
-	{"SET search_path TO app, public", []Statement{{Kind: Session, Command: "SET", Name: "search_path"}}},
-	{"SET LOCAL statement_timeout = '5s'", []Statement{{Kind: Session, Command: "SET", Name: "statement_timeout", SetLocal: true}}},
-	{"SET TIME ZONE 'UTC'", []Statement{{Kind: Session, Command: "SET", Name: "timezone"}}},
+	{"SET search_path TO app, public", []Statement{{Kind: Session, Command: "SET", Name: "search_path", SetValue: "app, public"}}},
+	{`SET search_path = "$user", "My Schema", app2`, []Statement{{Kind: Session, Command: "SET", Name: "search_path", SetValue: `"$user", "My Schema", app2`}}},
+	{"SET search_path TO DEFAULT", []Statement{{Kind: Session, Command: "SET", Name: "search_path"}}},
+	{"SET search_path FROM CURRENT", []Statement{{Kind: Session, Command: "SET", Name: "search_path", SetUnknown: true}}},
+	{"RESET search_path", []Statement{{Kind: Session, Command: "RESET", Name: "search_path"}}},
+	{"SET LOCAL statement_timeout = '5s'", []Statement{{Kind: Session, Command: "SET", Name: "statement_timeout", SetLocal: true, SetValue: "5s"}}},
+	{"SET extra_float_digits = 3", []Statement{{Kind: Session, Command: "SET", Name: "extra_float_digits", SetValue: "3"}}},
+	{"SET TIME ZONE 'UTC'", []Statement{{Kind: Session, Command: "SET", Name: "timezone", SetValue: "UTC"}}},
 	{"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", []Statement{{Kind: Session, Command: "SET", Name: "transaction"}}},
 	{"RESET ALL", []Statement{{Kind: Session, Command: "RESET", Name: "all"}}},
 	{"RESET work_mem", []Statement{{Kind: Session, Command: "RESET", Name: "work_mem"}}},
@@ -210,7 +215,7 @@ var classifyCases = []struct {
 		{Kind: Tx, TxOp: Commit, Command: "COMMIT", SQL: "COMMIT"},
 	}},
 	{"SET application_name = 'x';\nSELECT * FROM t -- trailing\n;  SELECT 2", []Statement{
-		{Kind: Session, Command: "SET", Name: "application_name", SQL: "SET application_name = 'x'"},
+		{Kind: Session, Command: "SET", Name: "application_name", SQL: "SET application_name = 'x'", SetValue: "x"},
 		{Kind: Read, Command: "SELECT", Tables: s("t"), SQL: "SELECT * FROM t -- trailing"},
 		{Kind: Read, Command: "SELECT", SQL: "SELECT 2"},
 	}},
