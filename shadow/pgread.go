@@ -160,6 +160,9 @@ func (p *pgReader) readOn(ctx context.Context, conn *pgConn, w *worker, r *Reque
 	started := time.Now()
 	timeout := w.s.opts.Timeout
 	oids := portableOIDs(r.ParamOIDs, len(r.Params))
+	if err := conn.setSearchPath(ctx, r.SearchPath); err != nil {
+		return pgFailure(ctx, err, timeout, started)
+	}
 	name, err := conn.statement(ctx, r.sql(), oids)
 	if err != nil {
 		return pgFailure(ctx, err, timeout, started)
@@ -192,21 +195,11 @@ var _ batchReader = (*pgReader)(nil)
 // trip counted once.
 func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult) {
 	started := time.Now()
-	timeout := w.s.opts.Timeout
-	fail := func(idx []int, err error) {
-		for _, i := range idx {
-			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, started)
-		}
-	}
-	all := make([]int, len(reqs))
-	for i := range all {
-		all[i] = i
-	}
 	conn, err := p.acquire(ctx)
 	if err != nil {
 		for i := range out {
 			if ctx.Err() != nil {
-				out[i].res = timeoutResult(timeout, started)
+				out[i].res = timeoutResult(w.s.opts.Timeout, started)
 			} else {
 				out[i].err = fmt.Errorf("%w: %w", errUnreachable, err)
 			}
@@ -214,18 +207,56 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 		return
 	}
 	defer p.release(conn)
+	// Reads of sessions with different search_paths go in turn, each group
+	// after setting its path; usually there is one group.
+	var paths []string
+	groups := map[string][]int{}
+	for i, r := range reqs {
+		if _, ok := groups[r.SearchPath]; !ok {
+			paths = append(paths, r.SearchPath)
+		}
+		groups[r.SearchPath] = append(groups[r.SearchPath], i)
+	}
+	for k, path := range paths {
+		if !p.readGroup(ctx, conn, w, reqs, groups[path], out) {
+			// The connection failed: the groups not run yet fail with it.
+			for _, rest := range paths[k+1:] {
+				for _, i := range groups[rest] {
+					out[i].err = fmt.Errorf("%w: connection lost", errUnreachable)
+				}
+			}
+			return
+		}
+	}
+}
+
+// readGroup runs the reads idx of reqs, which share a search_path, as
+// readBatch describes. It returns false when the connection failed.
+func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs []*Request, idx []int, out []readResult) bool {
+	started := time.Now()
+	timeout := w.s.opts.Timeout
+	fail := func(idx []int, err error) {
+		for _, i := range idx {
+			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, started)
+		}
+	}
+	if err := conn.setSearchPath(ctx, reqs[idx[0]].SearchPath); err != nil {
+		fail(idx, err)
+		return !conn.IsClosed()
+	}
 	// Statements new to the connection are prepared first, one by one: one
 	// the new database refuses is that read's answer.
 	names := make([]string, len(reqs))
 	var run []int
-	for i, r := range reqs {
+	for k, i := range idx {
+		r := reqs[i]
 		name, err := conn.statement(ctx, r.sql(), portableOIDs(r.ParamOIDs, len(r.Params)))
 		if err != nil {
 			fail([]int{i}, err)
 			if conn.IsClosed() {
 				fail(run, err)
-				fail(all[i+1:], err)
-				return
+				fail(idx[k+1:], err)
+				return false
 			}
 			continue
 		}
@@ -233,7 +264,7 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 		run = append(run, i)
 	}
 	if len(run) == 0 {
-		return
+		return true
 	}
 	pl := conn.StartPipeline(ctx)
 	for _, i := range run {
@@ -245,7 +276,7 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 	if err := pl.Flush(); err != nil {
 		_ = pl.Close()
 		fail(run, err)
-		return
+		return false
 	}
 	var retry []int
 	for k, i := range run {
@@ -264,7 +295,7 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 			// The connection failed: this read and those after it.
 			_ = pl.Close()
 			fail(run[k:], err)
-			return
+			return false
 		}
 		now := time.Now()
 		if out[i].res != nil {
@@ -274,13 +305,14 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 	}
 	if err := pl.Close(); err != nil && conn.IsClosed() {
 		fail(retry, err)
-		return
+		return false
 	}
 	for _, i := range retry {
 		// As readOn: the prepared statement went stale; once more afresh.
 		conn.forget(reqs[i].sql(), portableOIDs(reqs[i].ParamOIDs, len(reqs[i].Params)))
 		out[i].res, out[i].held, out[i].err = p.readOn(ctx, conn, w, reqs[i], reqs[i].Truncated, true)
 	}
+	return !conn.IsClosed()
 }
 
 // pipelineResult reads the next read's result of a pipeline and the Sync
@@ -399,6 +431,31 @@ type pgConn struct {
 	stmts   *lru.Cache[string, string] // statement text and parameter types → name
 	evicted []string                   // names to deallocate before the next prepare
 	next    uint64
+	// searchPath is the search_path set on the connection for the reads of
+	// a client session that set its own ("": the connection's default).
+	searchPath string
+}
+
+// setSearchPath gives the connection the search_path of the session whose
+// read runs next ("": the connection's default), so that the read's
+// unqualified names mean what they meant on the old database. Prepared
+// statements need not be prepared again: the server plans them anew when
+// the search_path changed.
+func (c *pgConn) setSearchPath(ctx context.Context, path string) error {
+	if path == c.searchPath {
+		return nil
+	}
+	var err error
+	if path == "" {
+		err = c.Exec(ctx, "RESET search_path").Close()
+	} else {
+		_, err = c.ExecParams(ctx, "SELECT pg_catalog.set_config('search_path', $1, false)", [][]byte{[]byte(path)}, nil, nil, nil).Close()
+	}
+	if err != nil {
+		return fmt.Errorf("set the session's search_path: %w", err)
+	}
+	c.searchPath = path
+	return nil
 }
 
 func newPGConn(c *pgconn.PgConn) *pgConn {

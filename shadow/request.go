@@ -42,6 +42,12 @@ type Request struct {
 	// OldErr is the old database's error, if the read failed there.
 	OldErr     *compare.Error
 	OldLatency time.Duration
+	// SearchPath is the search_path the client's session set, as SHOW
+	// prints it, or "" for the default: a Postgres target (and the old
+	// database, for re-checks) runs the read with it. A MySQL target has
+	// no search_path: the proxy does not send it such reads (see
+	// Shadower.FollowsSearchPath).
+	SearchPath string
 	// MirrorSeq is the mirror position the new database must have applied
 	// before the read runs there (0: no wait).
 	MirrorSeq uint64

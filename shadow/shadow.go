@@ -257,6 +257,12 @@ func (s *Shadower) Release(n int64) {
 // switches to a digest.
 func (s *Shadower) PerComparisonCap() int64 { return s.opts.PerComparisonCap }
 
+// FollowsSearchPath reports whether reads run on the new database with the
+// client session's search_path (Request.SearchPath): a Postgres target
+// does; a MySQL one has none, so a read there of unqualified names in a
+// session with its own search_path would not read the same tables.
+func (s *Shadower) FollowsSearchPath() bool { return !s.opts.MySQL }
+
 // NotShadowed counts a read that the proxy did not shadow, by reason.
 // Reasons should be a small fixed set; past 32 distinct ones they are
 // counted as "other".

@@ -767,3 +767,45 @@ func TestBatchConnectionLost(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchPath: reads of sessions that set their own search_path (a
+// schema per tenant) run on the new database, and in the old database's
+// re-checks and noise runs, with that path, in batches that mix paths.
+func TestSearchPath(t *testing.T) {
+	oldURL, newURL := pgDatabase(t, "sp_old"), pgDatabase(t, "sp_new")
+	const tables = `
+CREATE SCHEMA t1; CREATE SCHEMA "Tenant 2";
+CREATE TABLE public.items (id int PRIMARY KEY, v text);
+CREATE TABLE t1.items (id int PRIMARY KEY, v text);
+CREATE TABLE "Tenant 2".items (id int PRIMARY KEY, v text);
+INSERT INTO public.items SELECT g, 'public ' || g FROM generate_series(1, 3) g;
+INSERT INTO t1.items SELECT g, 'one ' || g FROM generate_series(1, 5) g;
+INSERT INTO "Tenant 2".items SELECT g, 'two ' || g FROM generate_series(1, 7) g;`
+	pgExec(t, oldURL, tables)
+	pgExec(t, newURL, tables)
+	s := newShadower(t, Options{NewURL: newURL, OldURL: oldURL, NoiseSample: 1, BatchWindow: 20 * time.Millisecond})
+	if !s.FollowsSearchPath() {
+		t.Fatal("a Postgres target follows the search_path")
+	}
+	old := newOldConn(t, oldURL)
+	paths := []string{"t1", `"Tenant 2", public`, "", "t1", `"Tenant 2", public`, ""}
+	for _, path := range paths {
+		set := "RESET search_path"
+		if path != "" {
+			set = "SET search_path TO " + path
+		}
+		if _, err := old.conn.Exec(context.Background(), set).ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		r := old.capture(query{sql: "SELECT id, v FROM items ORDER BY id"})
+		r.SearchPath = path
+		submit(t, s, r)
+	}
+	rep := waitRecorded(t, s, int64(len(paths)))
+	if rep.Compared != int64(len(paths)) || rep.Matched != rep.Compared {
+		t.Fatalf("compared %d matched %d mismatched %d noise %d:%s", rep.Compared, rep.Matched, rep.Mismatched, rep.Noise, describeDiffs(rep))
+	}
+	if runs, differed := testutil.ToFloat64(s.met.noiseRuns), testutil.ToFloat64(s.met.noiseDiffer); runs != float64(len(paths)) || differed != 0 {
+		t.Errorf("noise runs %v differed %v, want %d and 0", runs, differed, len(paths))
+	}
+}
