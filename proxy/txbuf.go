@@ -25,7 +25,8 @@ import (
 // transaction reaches the new database as several transactions, applied
 // one after the other once it has committed, not atomically; while it is
 // open, every transaction journaled after its first chunk waits behind it
-// in the mirror (the lag grows; nothing is lost).
+// in the mirror (the lag grows; nothing is lost), and shadow reads that
+// wait for the mirror may time out meanwhile (they are counted).
 //
 // Applying the chunks where they stand in the journal, before transactions
 // that committed while the big one was still open, is safe for the same
