@@ -79,8 +79,9 @@ type MirrorConfig struct {
 	// MaxSpoolBytes bounds the spool on disk.
 	MaxSpoolBytes int64 `toml:"max_spool_bytes"`
 	// MaxTxBytes bounds the row images the proxy holds for one open
-	// transaction; a transaction that writes more is dead-lettered without
-	// its rows and its tables marked dirty. 0: no bound.
+	// transaction; a transaction that writes more is journaled in chunks
+	// while it is open and applied as several transactions once it commits
+	// (see proxy.txBuffer). 0: no bound.
 	MaxTxBytes int64 `toml:"max_tx_bytes"`
 	// Fsync is the spool's fsync policy: "always" (every transaction),
 	// "interval" (group commit every fsync_interval) or "never".

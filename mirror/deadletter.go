@@ -36,7 +36,8 @@ const (
 	// Change with an invalid Op).
 	ReasonUnencodable = "unencodable"
 	// ReasonTooLarge: the producer did not keep a transaction's changes,
-	// which outgrew its bound (see Mirror.Unmirrored).
+	// which outgrew its bound and could not be journaled in pieces (see
+	// Mirror.Unmirrored).
 	ReasonTooLarge = "transaction too large"
 )
 

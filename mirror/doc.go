@@ -23,8 +23,9 @@
 // for Resolve (Options.ResolveWait), then asks Options.Resolver
 // (pg_xact_status on the old database) for it and the pending batches
 // behind it. Aborted transactions are skipped (Stats.Aborted); a transaction
-// still in progress (a prepared transaction waiting for COMMIT PREPARED)
-// holds back everything after it. A process killed at any point loses no
+// still in progress (a prepared transaction waiting for COMMIT PREPARED, or
+// one the producer journals in several batches while it is open, because it
+// outgrew what the producer may hold) holds back everything after it. A process killed at any point loses no
 // committed transaction: the intent was on disk before the old database
 // could commit, and the next Mirror recovers it from the spool and asks the
 // Resolver, since nobody is left to call Resolve. Without a Resolver such a
@@ -135,9 +136,9 @@
 // ErrSpoolFull). Dropping is the only way to keep both promises that matter
 // more: the disk stays bounded and the client is not blocked; the dirty
 // tables tell what to repair. A producer that could not keep a
-// transaction's changes at all (they outgrew its memory bound) reports it
-// with Unmirrored: dead-lettered without rows, reason "transaction too
-// large", tables dirty.
+// transaction's changes at all (they outgrew its memory bound and could not
+// be journaled in pieces) reports it with Unmirrored: dead-lettered without
+// rows, reason "transaction too large", tables dirty.
 //
 // Outcomes given by Resolve are kept in memory, in Seq order, only until
 // the applier passes their batch, and for at most a million unapplied

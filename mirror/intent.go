@@ -214,7 +214,7 @@ func (m *Mirror) settle(b *Batch, fromSpool bool) (committed, ok bool) {
 				case oc == OutcomeInProgress:
 					if !warnedInProgress {
 						warnedInProgress = true
-						m.log.Warn("mirror: waiting for a transaction still in progress on the old database (a prepared transaction waits for COMMIT PREPARED); later batches wait behind it",
+						m.log.Warn("mirror: waiting for a transaction still in progress on the old database (a prepared transaction waiting for COMMIT PREPARED, or a large one journaled in chunks while it runs); later batches wait behind it",
 							"seq", b.Seq, "xid", b.Xid)
 					}
 				default:

@@ -52,7 +52,12 @@
 // limit still captures every row (limited.go hands the client its rows
 // limit by limit), dates printed in a DateStyle other than ISO are turned
 // into ISO for the images (datestyle.go), and an open transaction's images
-// are bounded (txbuf.go, mirror.max_tx_bytes).
+// are bounded (txbuf.go, mirror.max_tx_bytes): past the bound they are
+// journaled in chunks while the transaction is open, resolved with its
+// COMMIT's outcome, and so applied as several transactions once it commits;
+// meanwhile later transactions wait behind them in the mirror, and shadow
+// reads that wait for the mirror may time out. The event loop leaves these
+// writes to the session's goroutines.
 //
 // What no RETURNING can show is reported rather than lost: statements whose
 // effects cannot be captured (Mirroring.NotMirrored, by fingerprint), and

@@ -117,6 +117,19 @@ func (e *expectQueue) setSeq(seq uint64) {
 	e.mu.Unlock()
 }
 
+// seqs returns the journal positions of the COMMITs still unanswered.
+func (e *expectQueue) seqs() []uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var seqs []uint64
+	for _, x := range e.q[e.head:] {
+		if x.seq != 0 {
+			seqs = append(seqs, x.seq)
+		}
+	}
+	return seqs
+}
+
 // shareDescribe lets a shadow capture take its result shape from the
 // client's own Describe of portal p, when that is the last message pushed
 // and still unanswered. It reports whether it did.

@@ -47,7 +47,9 @@ type Catalog interface {
 // COMMIT's outcome is known; after a crash the mirror asks the old database
 // about the transactions left unresolved. Writing before the COMMIT is also
 // what orders the journal: a transaction that waited for another's row lock
-// can only reach its own COMMIT after the other's was sent.
+// can only reach its own COMMIT after the other's was sent. A transaction
+// that outgrows mirror.max_tx_bytes is written in several batches, the
+// first ones (chunks) while it is still open (see txBuffer).
 type Journal interface {
 	// EnqueueDurable returns once the batch is on disk (written, if not yet
 	// fsynced), with its position in the journal.
@@ -82,8 +84,15 @@ type Mirroring struct {
 	// starts now is compared once the new database has applied it.
 	journaled atomic.Uint64
 
-	mu          sync.Mutex
-	prepared    map[string]uint64       // PREPARE TRANSACTION gid → journal position
+	mu       sync.Mutex
+	prepared map[string]uint64 // PREPARE TRANSACTION gid → journal position
+	// chunked maps the journal position that stands for a transaction
+	// journaled in several batches (its last one) to the positions of the
+	// others (its chunks, see txBuffer), until the COMMIT's outcome is
+	// known. nChunked is its size, read without mu so that resolving an
+	// ordinary transaction costs no lock.
+	chunked     map[uint64][]uint64
+	nChunked    atomic.Int64
 	notMirrored map[string]*NotMirrored // by fingerprint
 	drift       map[string]*SchemaDrift // DDL seen, by fingerprint
 	// pkless holds the tables without a primary key that were written
@@ -151,6 +160,7 @@ func NewMirroring(opts MirroringOptions) (*Mirroring, error) {
 		log:         opts.Logger,
 		journal:     opts.Mirror,
 		prepared:    map[string]uint64{},
+		chunked:     map[uint64][]uint64{},
 		notMirrored: map[string]*NotMirrored{},
 		drift:       map[string]*SchemaDrift{},
 	}
@@ -368,15 +378,17 @@ func (m *Mirroring) position() uint64 {
 func (m *Mirroring) SetMaxTxBytes(n int64) { m.maxTxBytes.Store(n) }
 
 // uncaptured reports, for a transaction about to commit, what of it the
-// mirror will not have: b and o are what txBuffer.take returned. Images
-// that outgrew maxTxBytes (o) are dead-lettered, and so, once per table, is
-// what the triggers of the tables it wrote write themselves.
+// mirror will not have: b and o are what txBuffer.take returned. A
+// transaction that outgrew maxTxBytes and fell back from its chunks (o) is
+// dead-lettered, and so, once per table, is what the triggers of the
+// tables it wrote write themselves (those of its chunks' tables were noted
+// by journalChunk).
 func (m *Mirroring) uncaptured(b *mirror.Batch, o *txOverflow) {
 	m.noteTriggerWrites(b, o)
 	if o == nil {
 		return
 	}
-	m.log.Error("a transaction's row images outgrew mirror.max_tx_bytes; they are not mirrored and its tables are marked dirty",
+	m.log.Error("a transaction's row images outgrew mirror.max_tx_bytes and could not be journaled in chunks; they are not mirrored and its tables are marked dirty",
 		"tables", o.tables, "changes", o.changes, "max_tx_bytes", m.maxTxBytes.Load())
 	m.journal.Unmirrored(mirror.ReasonTooLarge, o.tables, o.fingerprints, o.changes)
 }
@@ -417,20 +429,95 @@ func (m *Mirroring) noteTriggerWrites(b *mirror.Batch, o *txOverflow) {
 	}
 }
 
-// journalTx writes a transaction's batch to the journal before its COMMIT
-// goes out. A batch the journal refuses is dead-lettered by it; the
-// transaction still commits on the old database, which stays authoritative.
-func (m *Mirroring) journalTx(b *mirror.Batch) (uint64, bool) {
-	seq, err := m.journal.EnqueueDurable(b)
+// journalTx writes a transaction's last batch b (nil when it has nothing
+// left) to the journal before its COMMIT goes out, and returns the journal
+// position that stands for the whole transaction: resolving it (resolve)
+// resolves the chunks journaled before (see txBuffer) too. Without chunks
+// that is b's position; without b, or when the journal refuses it, the
+// last chunk's. A batch the journal refuses is dead-lettered by it; the
+// transaction still commits on the old database, which stays
+// authoritative.
+func (m *Mirroring) journalTx(b *mirror.Batch, chunks []uint64) (uint64, bool) {
+	var seq uint64
+	ok := false
+	if b != nil {
+		var err error
+		seq, err = m.journal.EnqueueDurable(b)
+		m.noteJournaled(seq)
+		if err != nil {
+			m.log.Error("mirror journal refused a transaction; it is dead-lettered and its tables are marked dirty", "err", err)
+		} else {
+			ok = true
+		}
+	}
+	if len(chunks) == 0 {
+		if !ok {
+			return 0, false
+		}
+		return seq, true
+	}
+	if !ok {
+		seq, chunks = chunks[len(chunks)-1], chunks[:len(chunks)-1]
+		m.noteJournaled(seq)
+	}
+	if len(chunks) > 0 {
+		m.mu.Lock()
+		m.chunked[seq] = chunks
+		m.mu.Unlock()
+		m.nChunked.Add(1)
+	}
+	return seq, true
+}
+
+// noteJournaled moves the position that reads starting now wait for (see
+// journaled) to seq, for a transaction about to commit. Chunks do not move
+// it: until their transaction commits there is nothing in them to see.
+func (m *Mirroring) noteJournaled(seq uint64) {
 	for {
 		cur := m.journaled.Load()
 		if seq <= cur || m.journaled.CompareAndSwap(cur, seq) {
-			break
+			return
 		}
 	}
+}
+
+// journalChunk writes a chunk of an open transaction to the journal (see
+// txBuffer). What its tables' triggers write is noted now, as for a
+// transaction about to commit.
+func (m *Mirroring) journalChunk(b *mirror.Batch) (uint64, error) {
+	m.noteTriggerWrites(b, nil)
+	seq, err := m.journal.EnqueueDurable(b)
 	if err != nil {
-		m.log.Error("mirror journal refused a transaction; it is dead-lettered and its tables are marked dirty", "err", err)
-		return 0, false
+		return seq, fmt.Errorf("journal refused a chunk: %w", err)
 	}
-	return seq, true
+	return seq, nil
+}
+
+// resolve tells the journal how the transaction at seq (as journalTx
+// returned it) ended, and so how its chunks did.
+func (m *Mirroring) resolve(seq uint64, committed bool) {
+	if m.nChunked.Load() > 0 {
+		m.resolveAll(m.takeChunks(seq), committed)
+	}
+	m.journal.Resolve(seq, committed)
+}
+
+// resolveAll resolves the journal positions seqs, e.g. the chunks of a
+// transaction that ended without committing.
+func (m *Mirroring) resolveAll(seqs []uint64, committed bool) {
+	for _, seq := range seqs {
+		m.journal.Resolve(seq, committed)
+	}
+}
+
+// takeChunks returns and forgets the chunks of the transaction at seq.
+func (m *Mirroring) takeChunks(seq uint64) []uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	chunks, ok := m.chunked[seq]
+	if ok {
+		delete(m.chunked, seq)
+		m.nChunked.Add(-1)
+	}
+	return chunks
 }

@@ -137,6 +137,7 @@ func (s *Server) serveConn(conn net.Conn) {
 			ss.sendFatal(protocol.Fatal(protocol.CodeInternalError, "internal proxy error"))
 		}
 		ss.close()
+		ss.abandonTx()
 	}()
 	stop := context.AfterFunc(s.ctx, func() {
 		ss.sendFatal(protocol.Fatal(protocol.CodeAdminShutdown, "terminating connection due to administrator command"))

@@ -449,7 +449,9 @@ func (e expectation) captured() (l *layout, st *rewrite.Statement, mode stmtMode
 
 // rowMayWait reports whether trackServer could wait on a DataRow: a
 // captured row of a table the catalog does not know makes the proxy look
-// the table up on the old database (see Mirroring.resolveTable).
+// the table up on the old database (see Mirroring.resolveTable), and one
+// of a transaction whose images outgrew their bound journals them (see
+// addChange).
 func (ss *session) rowMayWait(body []byte) bool {
 	e, ok := ss.exp.peek()
 	if !ok {
@@ -458,6 +460,9 @@ func (ss *session) rowMayWait(body []byte) bool {
 	l, _, mode, plan := e.captured()
 	if l == nil || !mode.mirrored() {
 		return false
+	}
+	if ss.tx.due {
+		return true // the images outgrew their bound: spill them (see addChange)
 	}
 	v, ok := dataRowColumn(body, l.tabIdx)
 	if !ok || string(v) == ss.knownOID {
@@ -680,22 +685,25 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 		// for.
 		w.send(flushMsg)
 		if !w.flush() || !ss.waitResponses() {
+			// The COMMIT goes out all the same: what is left reaches the
+			// journal late (journalLate), and the chunks' outcome is the
+			// old database's to tell.
+			ss.txMu.Lock()
+			ss.tx.forgetChunks()
+			ss.txMu.Unlock()
 			return 0
 		}
 	}
+	m := ss.srv.mirroring
 	ss.txMu.Lock()
-	b, over := ss.tx.take()
+	b, chunks, over := ss.tx.take()
 	ss.txMu.Unlock()
-	ss.srv.mirroring.uncaptured(b, over)
-	if b == nil {
-		return 0
-	}
-	seq, ok := ss.srv.mirroring.journalTx(b)
+	m.uncaptured(b, over)
+	seq, ok := m.journalTx(b, chunks)
 	if !ok {
 		return 0
 	}
 	if st.TxOp == rewrite.Prepare {
-		m := ss.srv.mirroring
 		m.mu.Lock()
 		m.prepared[st.Name] = seq
 		m.mu.Unlock()
@@ -745,12 +753,14 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 	ss.clientTx, ss.txWrote = false, false
 	ss.txMu.Lock()
 	failed := status != 'T' || ss.tx.failed
-	b, over := ss.tx.take()
+	b, chunks, over := ss.tx.take()
 	ss.txMu.Unlock()
+	m := ss.srv.mirroring
 	if !failed {
-		ss.srv.mirroring.uncaptured(b, over)
+		m.uncaptured(b, over)
 	}
 	if failed {
+		m.resolveAll(chunks, false)
 		ss.exp.push(expectation{kind: expCommit})
 		if status == 'I' {
 			// No transaction is open: an earlier error in the batch made
@@ -763,10 +773,7 @@ func (ss *session) endProxyTx(w *upstreamWriter, status byte) {
 		w.send(encodeQuery("ROLLBACK"))
 		return
 	}
-	var seq uint64
-	if b != nil {
-		seq, _ = ss.srv.mirroring.journalTx(b)
-	}
+	seq, _ := m.journalTx(b, chunks)
 	ss.exp.push(expectation{kind: expCommit, seq: seq})
 	w.send(encodeQuery("COMMIT"))
 }
@@ -1147,7 +1154,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		switch e.kind {
 		case expCommit:
 			ss.resolveCommit(e.seq, msg)
-			ss.tx.discard()
+			ss.dropTx()
 			return nil, true
 		case expExecute:
 			ss.exp.pop()
@@ -1218,7 +1225,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 		if e.seq != 0 {
 			// The COMMIT failed (serialization, deferred constraint): the
 			// journaled transaction did not happen.
-			ss.srv.mirroring.journal.Resolve(e.seq, false)
+			ss.srv.mirroring.resolve(e.seq, false)
 			e.seq = 0
 			ss.exp.setSeq(0)
 		}
@@ -1259,7 +1266,7 @@ func (ss *session) resolveCommit(seq uint64, msg protocol.Message) {
 		return
 	}
 	tag, _, _ := protocol.CString(msg.Body)
-	ss.srv.mirroring.journal.Resolve(seq, string(tag) == "COMMIT")
+	ss.srv.mirroring.resolve(seq, string(tag) == "COMMIT")
 	ss.exp.setSeq(0)
 }
 
@@ -1481,7 +1488,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 				delete(m.prepared, st.Name)
 				m.mu.Unlock()
 				if ok {
-					m.journal.Resolve(seq, true)
+					m.resolve(seq, true)
 				}
 			}
 			break
@@ -1490,7 +1497,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		// arrived too late for that (a client that pipelined past the
 		// proxy's wait) and goes now, after the commit.
 		ss.journalLate()
-		ss.tx.discard()
+		ss.dropTx()
 		ss.tx.explicit = st != nil && st.TxChain
 		ss.temps.txEnded(true)
 	case "DISCARD":
@@ -1506,13 +1513,17 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 				delete(m.prepared, st.Name)
 				m.mu.Unlock()
 				if ok {
-					m.journal.Resolve(seq, false)
+					m.resolve(seq, false)
 				}
 			}
 		case st != nil && st.TxOp == rewrite.RollbackTo:
-			ss.tx.rollbackTo(st.Name)
+			if chunks := ss.tx.rollbackTo(st.Name); chunks != nil {
+				ss.log.Error("ROLLBACK TO SAVEPOINT undid row images of a transaction larger than mirror.max_tx_bytes that were already journaled; the transaction will be dead-lettered without its rows and its tables marked dirty",
+					"savepoint", st.Name)
+				m.resolveAll(chunks, false)
+			}
 		default:
-			ss.tx.discard()
+			ss.dropTx()
 			ss.tx.explicit = st != nil && st.TxChain
 			ss.temps.txEnded(false)
 		}
@@ -1526,7 +1537,7 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 		}
 	case "PREPARE":
 		if tag == "PREPARE TRANSACTION" {
-			ss.tx.discard() // journaled before the PREPARE
+			ss.dropTx() // journaled before the PREPARE
 		}
 	}
 	if schemaChanged {
@@ -1642,7 +1653,7 @@ func (ss *session) requestDone(e expectation, msg protocol.Message) ([]byte, boo
 	}
 	if status == 'I' {
 		if ss.tx.failed {
-			ss.tx.discard()
+			ss.dropTx()
 		} else {
 			ss.journalLate()
 		}
@@ -1686,9 +1697,59 @@ func (ss *session) copyStepDone(e expectation, msg protocol.Message, status byte
 }
 
 // addChange adds a row image to the open transaction, within
-// mirror.max_tx_bytes (see txBuffer).
+// mirror.max_tx_bytes: past it the images are journaled in chunks (see
+// txBuffer). Not on the event loop, which must never wait for the disk
+// (a first spill writes max_tx_bytes, fsync = always waits for an fsync):
+// there the spill is left due, and the next captured row hands the session
+// to its goroutines (rowMayWait); anything left before then goes with the
+// COMMIT.
 func (ss *session) addChange(c mirror.Change) {
-	ss.tx.add(c, ss.srv.mirroring.maxTxBytes.Load())
+	max := ss.srv.mirroring.maxTxBytes.Load()
+	if ss.tx.add(c, max) && !ss.inLoop {
+		ss.spill(max)
+	}
+}
+
+// spill journals the open transaction's images as pending chunks.
+func (ss *session) spill(max int64) {
+	m := ss.srv.mirroring
+	chunks, err := ss.tx.spill(min(max, maxChunkBytes), m.journalChunk)
+	if err != nil {
+		ss.log.Error("a transaction's row images outgrew mirror.max_tx_bytes and cannot be journaled in chunks; it will be dead-lettered without its rows and its tables marked dirty",
+			"xid", ss.tx.xid, "err", err)
+		m.resolveAll(chunks, false)
+	}
+}
+
+// dropTx ends the open transaction without its images reaching the mirror
+// (it rolled back, or they are journaled already) and resolves the chunks
+// left in the buffer as aborted.
+func (ss *session) dropTx() {
+	if chunks := ss.tx.discard(); chunks != nil {
+		ss.srv.mirroring.resolveAll(chunks, false)
+	}
+}
+
+// abandonTx settles, as the session ends, the transaction it leaves open:
+// the old database rolls it back as the connection closes, so its chunks
+// are resolved as aborted. The chunks of COMMITs still unanswered are left
+// to the mirror, which asks the old database how they ended.
+func (ss *session) abandonTx() {
+	m := ss.srv.mirroring
+	if m == nil {
+		return
+	}
+	ss.txMu.Lock()
+	if chunks := ss.tx.discard(); chunks != nil {
+		ss.log.Info("the session ended inside a transaction journaled in chunks; they are resolved as aborted", "chunks", len(chunks))
+		m.resolveAll(chunks, false)
+	}
+	ss.txMu.Unlock()
+	if m.nChunked.Load() > 0 {
+		for _, seq := range ss.exp.seqs() {
+			m.takeChunks(seq)
+		}
+	}
 }
 
 // journalLate journals images left in the buffer once their transaction
@@ -1697,16 +1758,17 @@ func (ss *session) addChange(c mirror.Change) {
 // a COMMIT. They are correct but ordered by when they arrive, not by the
 // commit; a crash before this write would lose them.
 func (ss *session) journalLate() {
-	b, over := ss.tx.take()
-	ss.srv.mirroring.uncaptured(b, over)
-	if b == nil {
+	m := ss.srv.mirroring
+	b, chunks, over := ss.tx.take()
+	m.uncaptured(b, over)
+	seq, ok := m.journalTx(b, chunks)
+	if !ok {
 		return
 	}
-	seq, ok := ss.srv.mirroring.journalTx(b)
-	if ok {
-		ss.srv.mirroring.journal.Resolve(seq, true)
+	m.resolve(seq, true)
+	if b != nil {
+		ss.log.Warn("row images journaled after their commit", "changes", len(b.Changes))
 	}
-	ss.log.Warn("row images journaled after their commit", "changes", len(b.Changes))
 }
 
 func kindOf(st *rewrite.Statement) metrics.QueryKind { return metrics.QueryKind(st.Kind.String()) }

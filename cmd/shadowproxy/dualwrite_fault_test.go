@@ -218,24 +218,201 @@ func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
 }
 
 // TestDualWriteTransactionTooLarge: a transaction whose row images outgrow
-// mirror.max_tx_bytes is committed on the old database as always, and is
-// dead-lettered without its rows, its table marked dirty; the transactions
-// around it are mirrored.
+// mirror.max_tx_bytes is journaled in chunks while it is open and mirrored
+// whole once it commits; the transactions around it are mirrored too.
+// TestDualWriteBigTransactions covers how else such a transaction may end.
 func TestDualWriteTransactionTooLarge(t *testing.T) {
-	r := dualWriteOneLoss(t, faultSchema, faultNewSchema, "[mirror]\nmax_tx_bytes = 20000\n",
+	p, oldURL, newURL, _ := startDualWriteProc(t, faultSchema, faultNewSchema, "[mirror]\nmax_tx_bytes = 20000\n")
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{
 		"insert into ledger (acct, amount) values (1, 10)",
 		"insert into ledger (acct, amount) select g, g from generate_series(1, 500) g",
-		"insert into balances values (7, 70)")
-	if dirty, _ := r.status["dirty_tables"].([]any); len(dirty) != 1 || dirty[0] != "public.ledger" {
-		t.Fatalf("dirty tables %v, want [public.ledger]", dirty)
+		"insert into balances values (7, 70)",
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
 	}
-	if dl := r.deadLetter; dl.Reason != mirror.ReasonTooLarge || dl.NumChanges != 500 || len(dl.Changes) != 0 || len(dl.Fingerprints) != 1 {
-		t.Fatalf("dead letter %+v", dl)
+	m := p.waitMirrored(30 * time.Second)
+	if m["dead_lettered"] != 0.0 || len(m["dirty_tables"].([]any)) != 0 {
+		t.Fatalf("mirror %v", m)
 	}
-	if rows := tableRows(t, r.newURL, "ledger"); len(rows) != 1 {
-		t.Fatalf("new ledger has %d rows, want the first transaction's 1", len(rows))
+	if m["applied"].(float64) < 4 {
+		t.Fatalf("%v batches applied for 3 transactions: not journaled in chunks", m["applied"])
 	}
-	compareTables(t, r.oldURL, r.newURL, "balances")
+	compareTables(t, oldURL, newURL, "ledger", "balances")
+}
+
+const bigTxSchema = `create table big (id int primary key, v text, n int);
+create table small (id serial primary key, v text);
+create table uniq (id int primary key, u int, constraint uniq_u unique (u) deferrable initially deferred);`
+
+const bigTxNewSchema = `create table big (id int primary key, v text, n int);
+create table small (id int primary key, v text);
+create table uniq (id int primary key, u int);`
+
+// TestDualWriteBigTransactions: transactions whose row images outgrow
+// mirror.max_tx_bytes are journaled in chunks while they are open. The
+// subtests share one proxy and run in order.
+func TestDualWriteBigTransactions(t *testing.T) {
+	p, oldURL, newURL, reportDir := startDualWriteProc(t, bigTxSchema, bigTxNewSchema, "[mirror]\nmax_tx_bytes = 20000\n")
+	ctx := context.Background()
+	connect := func(t *testing.T) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	exec := func(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	c := connect(t)
+	// mirrored waits for the mirror, requires the tables to be equal and
+	// returns the mirror's status.
+	mirrored := func(t *testing.T, deadLetters float64) map[string]any {
+		t.Helper()
+		m := p.waitMirrored(30 * time.Second)
+		compareTables(t, oldURL, newURL, "big", "small", "uniq")
+		if m["dead_lettered"] != deadLetters {
+			t.Fatalf("dead_lettered = %v, want %v: %v", m["dead_lettered"], deadLetters, m)
+		}
+		return m
+	}
+
+	t.Run("committed", func(t *testing.T) {
+		// About 900 kB of images: some 45 chunks of 20000 bytes.
+		exec(t, c, "insert into big select g, 'v' || g, g from generate_series(1, 5000) g")
+		if _, err := c.Exec(ctx, "update big set n = n + 1 where id <= 2500", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			"insert into big select g, 'tx' || g, g from generate_series(10001, 13000) g",
+			"update big set v = v || '+', n = -n where id % 2 = 0",
+			"insert into small (v) values ('in the big one')",
+			"delete from big where id % 7 = 0",
+			"update big set id = id + 100000 where id between 12001 and 12100", // changes the key
+			// A ROLLBACK TO that stays within what is still in memory is
+			// honoured as usual.
+			"savepoint s",
+			"insert into big values (99999, 'undone', 0)",
+			"rollback to savepoint s",
+			"insert into big values (99998, 'kept', 0) on conflict (id) do update set v = excluded.v",
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m := mirrored(t, 0)
+		if m["applied"].(float64) < 100 {
+			t.Fatalf("%v batches applied for 3 transactions: not journaled in chunks", m["applied"])
+		}
+	})
+
+	t.Run("rolled back", func(t *testing.T) {
+		before := p.status()["mirror"].(map[string]any)["aborted"].(float64)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, tx.Conn(), "insert into big select g, 'rb', g from generate_series(20001, 23000) g")
+		exec(t, tx.Conn(), "update big set v = 'rolled back' where id < 20000")
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The transactions after it are applied: its chunks do not hold
+		// the mirror back.
+		exec(t, c, "insert into small (v) values ('after the rollback')")
+		m := mirrored(t, 0)
+		if m["aborted"].(float64)-before < 10 {
+			t.Fatalf("aborted %v → %v: the chunks were not skipped as aborted", before, m["aborted"])
+		}
+	})
+
+	t.Run("commit fails", func(t *testing.T) {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, tx.Conn(), "insert into big select g, 'cf', g from generate_series(30001, 33000) g")
+		exec(t, tx.Conn(), "insert into uniq values (1, 1), (2, 1)") // checked at COMMIT
+		var pgErr *pgconn.PgError
+		if err := tx.Commit(ctx); !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+			t.Fatalf("COMMIT = %v, want a unique violation", err)
+		}
+		exec(t, c, "insert into small (v) values ('after the failed commit')")
+		mirrored(t, 0)
+	})
+
+	t.Run("client gone", func(t *testing.T) {
+		gone := connect(t)
+		exec(t, gone, "begin")
+		exec(t, gone, "insert into big select g, 'gone', g from generate_series(40001, 43000) g")
+		// The client vanishes mid-transaction, without a Terminate.
+		if err := gone.PgConn().Conn().Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the proxy to see the client gone", func() bool {
+			return strings.Contains(p.logs.String(), "the session ended inside a transaction journaled in chunks")
+		})
+		exec(t, c, "insert into small (v) values ('after the client left')")
+		mirrored(t, 0)
+	})
+
+	t.Run("rollback to savepoint into chunks", func(t *testing.T) {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, tx.Conn(), "insert into small (v) values ('before the savepoint')")
+		exec(t, tx.Conn(), "savepoint s")
+		exec(t, tx.Conn(), "insert into big select g, 'sp', g from generate_series(50001, 53000) g")
+		exec(t, tx.Conn(), "rollback to savepoint s")
+		exec(t, tx.Conn(), "insert into big values (50000, 'after the rollback to', 0)")
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, c, "insert into small (v) values ('after the fallback')")
+		m := p.waitMirrored(30 * time.Second)
+		if m["dead_lettered"] != 1.0 {
+			t.Fatalf("dead_lettered = %v, want 1: %v", m["dead_lettered"], m)
+		}
+		dl := onlyDeadLetter(t, reportDir)
+		if dl.Reason != mirror.ReasonTooLarge || len(dl.Changes) != 0 || !slices.Equal(dl.Tables, []string{"public.small", "public.big"}) {
+			t.Fatalf("dead letter %+v", dl)
+		}
+		if dirty, _ := m["dirty_tables"].([]any); len(dirty) != 2 {
+			t.Fatalf("dirty tables %v, want big and small", dirty)
+		}
+		// Nothing of the transaction was applied, not even what the
+		// ROLLBACK TO kept; the transaction after it was.
+		var n int
+		if err := queryRow(t, newURL, "select count(*) from big where id >= 50000 and id < 60000", &n); err != nil || n != 0 {
+			t.Fatalf("%d rows of the fallen back transaction applied (%v)", n, err)
+		}
+		newSmall := tableRows(t, newURL, "small")
+		if slices.ContainsFunc(newSmall, func(r string) bool { return strings.Contains(r, "before the savepoint") }) ||
+			!slices.ContainsFunc(newSmall, func(r string) bool { return strings.Contains(r, "after the fallback") }) {
+			t.Fatalf("new small: %v", newSmall)
+		}
+	})
 }
 
 // oneLoss is what dualWriteOneLoss leaves to check.
@@ -252,18 +429,9 @@ type oneLoss struct {
 // record.
 func dualWriteOneLoss(t *testing.T, oldSchema, newSchema, config string, queries ...string) oneLoss {
 	t.Helper()
-	old := testdb.StartPostgres(t)
-	nw := testdb.StartPostgres(t)
-	old.Exec(t, oldSchema)
-	nw.Exec(t, newSchema)
-	r := oneLoss{oldURL: old.URL("postgres", "", "postgres"), newURL: nw.URL("postgres", "", "postgres")}
-	reportDir := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "shadowproxy.toml")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + r.oldURL, "SHADOWPROXY_NEW=" + r.newURL},
-		"--config", cfg, "--phase", "dual-write", "--report-dir", reportDir)
+	var r oneLoss
+	var reportDir string
+	r.p, r.oldURL, r.newURL, reportDir = startDualWriteProc(t, oldSchema, newSchema, config)
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, r.p.url("postgres", "postgres"))
 	if err != nil {
@@ -281,6 +449,25 @@ func dualWriteOneLoss(t *testing.T, oldSchema, newSchema, config string, queries
 	}
 	r.deadLetter = onlyDeadLetter(t, reportDir)
 	return r
+}
+
+// startDualWriteProc starts a new old and new Postgres with their schemas and
+// a proxy in dual-write between them with config (TOML, may be empty).
+func startDualWriteProc(t *testing.T, oldSchema, newSchema, config string) (p *proxyProc, oldURL, newURL, reportDir string) {
+	t.Helper()
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, oldSchema)
+	nw.Exec(t, newSchema)
+	oldURL, newURL = old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres")
+	reportDir = t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "shadowproxy.toml")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL},
+		"--config", cfg, "--phase", "dual-write", "--report-dir", reportDir)
+	return p, oldURL, newURL, reportDir
 }
 
 // onlyDeadLetter returns the one dead letter under reportDir's mirror.
