@@ -146,6 +146,7 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 		for _, st := range stmts {
 			ss.srv.metrics.CountQuery(metrics.QueryKind(st.Kind.String()))
 			ss.sqlUntracked(st)
+			ss.pathUntracked(st)
 		}
 	case protocol.MsgParse:
 		name, rest, _ := protocol.CString(msg.Body)
@@ -171,6 +172,7 @@ func (ss *session) onClientMessage(msg protocol.Message) {
 		if st := ss.portals[string(portal)]; st != nil {
 			ss.srv.metrics.CountQuery(st.info.kind)
 			ss.sqlUntracked(st.st)
+			ss.pathUntracked(st.st)
 		} else {
 			ss.srv.metrics.CountQuery(metrics.QueryUnparsed)
 		}
@@ -494,6 +496,9 @@ func (ss *session) observeReady(msg protocol.Message) {
 	r, left, ok := ss.pending.pop()
 	if ok {
 		ss.srv.metrics.ObserveUpstreamLatency(time.Since(r.sent))
+	}
+	if len(msg.Body) > 0 {
+		ss.path.ready(msg.Body[0], left == 0)
 	}
 	if left == 0 && ss.draining.Load() && ss.txStatus.Load() == 'I' {
 		ss.endAfter = true

@@ -70,6 +70,7 @@ type session struct {
 	tportals  map[string]*portalState
 	sqlStmts  map[string]*sqlStmt       // prepared with SQL PREPARE; see sqlprepare.go
 	limited   map[string]*limitedPortal // by portal name; see limitedPortal
+	path      *searchPath               // the session's search_path, for shadow reads
 	capture   bool                      // writes are captured (dual-write phases)
 	shadowing bool                      // reads are shadowed (shadow-read)
 	inRequest bool                      // messages sent since the last Sync or Query
@@ -163,6 +164,7 @@ func (ss *session) run() {
 		return
 	case *pgproto3.StartupMessage:
 		ss.startup = m
+		ss.path = newSearchPath(m.Parameters)
 	default:
 		ss.startupFailed(protocol.Fatal(protocol.CodeProtocolViolation, fmt.Sprintf("unexpected startup packet %T", msg)))
 		return

@@ -3,6 +3,8 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -31,6 +33,9 @@ type Shadower interface {
 	PerComparisonCap() int64
 	// NotShadowed counts a read that was not shadowed, by reason.
 	NotShadowed(reason string)
+	// FollowsSearchPath says whether reads run with the session's
+	// search_path (shadow.Request.SearchPath) on the new database.
+	FollowsSearchPath() bool
 }
 
 // shadowPhase reports whether reads are shadowed in phase p.
@@ -76,14 +81,33 @@ func (ss *session) wantShadow(st *rewrite.Statement) bool {
 		sh.NotShadowed("read of the server's catalogs or settings")
 		return false
 	}
+	if unqualified(st) {
+		// Its names mean what the session's search_path makes them.
+		switch path, known := ss.path.current(); {
+		case !known:
+			sh.NotShadowed("read in a session whose search_path the proxy does not know")
+			return false
+		case path != "" && !sh.FollowsSearchPath():
+			sh.NotShadowed("read in a session with its own search_path (MySQL target)")
+			return false
+		}
+	}
 	return sh.Wants(st)
 }
 
+// unqualified reports whether a statement names a table without its
+// schema, which the search_path resolves.
+func unqualified(st *rewrite.Statement) bool {
+	return slices.ContainsFunc(st.Tables, func(t string) bool { return !strings.Contains(t, ".") })
+}
+
 func (ss *session) newShadowCapture(st *rewrite.Statement, sql string, paramOIDs []uint32, params [][]byte, paramFormats, resultFormats []int16) *shadowCapture {
+	path, _ := ss.path.current()
 	return &shadowCapture{
 		req: &shadow.Request{
 			Statement: st, SQL: sql, ParamOIDs: paramOIDs, Params: params, ParamFormats: paramFormats,
 			ResultFormats: resultFormats, MirrorSeq: ss.srv.mirroring.position(), At: time.Now(),
+			SearchPath: path,
 		},
 		cap:     ss.srv.shadower.PerComparisonCap(),
 		started: time.Now(),

@@ -260,6 +260,9 @@ func (ss *session) trackClient(msg protocol.Message, w *upstreamWriter) (out []b
 		}
 		if st != nil {
 			ss.srv.metrics.CountQuery(kindOf(st))
+			if changesSearchPath(st) {
+				ss.path.sending()
+			}
 		} else {
 			ss.srv.metrics.CountQuery(metrics.QueryUnparsed)
 		}
@@ -799,8 +802,12 @@ func (ss *session) trackQuery(msg protocol.Message, w *upstreamWriter) ([]byte, 
 		ss.srv.metrics.CountQuery(kindOf(st))
 		parts[i] = st.SQL
 		if st.Kind == rewrite.Unparsed {
+			ss.pathUntracked(st)
 			rewritten, writes = false, false
 			break
+		}
+		if changesSearchPath(st) {
+			ss.path.sending()
 		}
 		if st.Kind == rewrite.Tx {
 			txControl = true
@@ -1222,6 +1229,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case protocol.MsgErrorResponse:
 		ss.tx.statementFailed()
 		ss.stmtRows = 0
+		ss.path.errored()
 		if e.seq != 0 {
 			// The COMMIT failed (serialization, deferred constraint): the
 			// journaled transaction did not happen.
@@ -1454,6 +1462,12 @@ func (ss *session) statementComplete(st *rewrite.Statement, mode stmtMode, msg p
 	if msg.Type == 'C' {
 		t, _, _ := protocol.CString(msg.Body)
 		tag = string(t)
+	}
+	if changesSearchPath(st) {
+		ss.path.answered(st, true)
+	}
+	if tag == "ROLLBACK" {
+		ss.path.rolledBack()
 	}
 	m := ss.srv.mirroring
 	if mode == modeStatement && ss.stmtRows > 0 && st != nil && ss.unresolved == "" {

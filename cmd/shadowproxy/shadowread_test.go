@@ -194,4 +194,14 @@ func TestShadowReadMariaDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the mismatch", func() bool { return report(t, p)["mismatched"].(float64) >= 1 })
+	// MySQL has no search_path: a session with its own does not have its
+	// unqualified reads compared.
+	for _, q := range []string{"set search_path to public, pg_catalog", "select id, name from items where id = 1"} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if got := p.metric(`shadowproxy_shadow_not_shadowed_total{reason="read in a session with its own search_path (MySQL target)"}`); got != 1 {
+		t.Errorf("%d reads with a search_path not shadowed on MySQL, want 1", got)
+	}
 }
