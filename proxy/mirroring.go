@@ -521,3 +521,15 @@ func (m *Mirroring) takeChunks(seq uint64) []uint64 {
 	}
 	return chunks
 }
+
+// resolvePrepared resolves the transaction prepared as gid (PREPARE
+// TRANSACTION) once COMMIT PREPARED or ROLLBACK PREPARED of it succeeded.
+func (m *Mirroring) resolvePrepared(gid string, committed bool) {
+	m.mu.Lock()
+	seq, ok := m.prepared[gid]
+	delete(m.prepared, gid)
+	m.mu.Unlock()
+	if ok {
+		m.resolve(seq, committed)
+	}
+}
