@@ -168,6 +168,11 @@ func (c *SchemaCatalog) KeyOf(name string) ([]string, bool) {
 	return t.PrimaryKey, true
 }
 
+// FunctionMayWrite implements Catalog.
+func (c *SchemaCatalog) FunctionMayWrite(name string) string {
+	return c.cur.Load().cat.FunctionMayWrite(name)
+}
+
 // TriggerWrites implements Catalog.
 func (c *SchemaCatalog) TriggerWrites(table string) (tables []string, reason string) {
 	tw := c.cur.Load().triggerWrites[table]

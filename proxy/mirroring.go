@@ -38,6 +38,9 @@ type Catalog interface {
 	// captures: reason is empty when they do not; tables lists those
 	// written that the catalog knows (the table itself included).
 	TriggerWrites(table string) (tables []string, reason string)
+	// FunctionMayWrite says why a call of the named user-defined function
+	// (as a statement names it) may write tables, or "" when it cannot.
+	FunctionMayWrite(name string) string
 }
 
 // Journal is the mirror's intake. *mirror.Mirror implements it.

@@ -33,6 +33,7 @@ func (c *fakeCatalog) CopyColumns(string) ([]string, []string, bool) {
 	return nil, nil, false
 }
 func (c *fakeCatalog) TriggerWrites(string) ([]string, string) { return nil, "" }
+func (c *fakeCatalog) FunctionMayWrite(string) string          { return "" }
 func (c *fakeCatalog) Reload(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -68,7 +68,7 @@ func (ss *session) wantShadow(st *rewrite.Statement) bool {
 	case st.ForUpdate:
 		sh.NotShadowed("SELECT ... FOR UPDATE")
 		return false
-	case st.HasSideEffects:
+	case st.HasSideEffects || ss.callsWritingFunction(st) != "":
 		sh.NotShadowed("read with side effects")
 		return false
 	case ss.readsTemporary(st):

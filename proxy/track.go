@@ -71,8 +71,15 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 			m.recordNotMirrored(st, "SELECT calling a function with side effects")
 		} else if st.Kind == rewrite.Other && (st.Command == "CALL" || st.Command == "DO") {
 			m.recordNotMirrored(st, st.Command+" (effects unknown)")
+		} else if why := ss.callsWritingFunction(st); why != "" {
+			m.recordNotMirrored(st, "calls a function that may write tables ("+why+")")
 		}
 		return modeNone, nil
+	}
+	if why := ss.callsWritingFunction(st); why != "" {
+		// The write's own rows are captured as usual; what the function
+		// writes is not.
+		m.recordNotMirrored(st, "calls a function that may write tables ("+why+")")
 	}
 	if ss.dates.Load() == datesUnreadable {
 		// Row images are read back as text in the session's DateStyle,
@@ -87,6 +94,14 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 	case "COPY FROM":
 		m.recordNotMirrored(st, "COPY FROM in the extended protocol or in a multi-statement query")
 		return modeNone, nil
+	case "SELECT":
+		m.recordNotMirrored(st, "write inside a data-modifying WITH (its rows are not captured)")
+		return modeNone, nil
+	case "EXPLAIN":
+		// EXPLAIN ANALYZE runs the write and returns its plan, never its
+		// rows, so there is nothing to capture them with.
+		m.recordNotMirrored(st, "EXPLAIN ANALYZE of a write (it runs the write; its rows cannot be captured)")
+		return modeNone, nil
 	default:
 		m.recordNotMirrored(st, st.Command+" is not mirrored yet")
 		return modeNone, nil
@@ -97,6 +112,21 @@ func (ss *session) planWrite(st *rewrite.Statement) (stmtMode, *rewrite.Capture)
 		return modeNone, nil
 	}
 	return mode, plan
+}
+
+// callsWritingFunction returns why a statement calls a user-defined
+// function that may write tables (schema.Catalog.FunctionMayWrite), or "".
+func (ss *session) callsWritingFunction(st *rewrite.Statement) string {
+	m := ss.srv.mirroring
+	if m == nil {
+		return ""
+	}
+	for _, f := range st.Functions {
+		if why := m.catalog.FunctionMayWrite(f); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // planCapture plans the capture of an INSERT, UPDATE or DELETE, or of a

@@ -145,6 +145,13 @@ func load(ctx context.Context, q Querier, names []string) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema: list tables: %w", err)
 	}
+	if names == nil {
+		funcs, err := loadUserFuncs(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("schema: functions: %w", err)
+		}
+		cat.Functions = writingFunctions(funcs)
+	}
 	if len(byOID) == 0 {
 		return cat, nil
 	}

@@ -14,6 +14,9 @@ type Catalog struct {
 	// Types maps a type OID to its description, for every type a column uses
 	// (directly, or as the element of an array or the base of a domain).
 	Types map[uint32]*Type
+	// Functions holds, by name, the user-defined functions that may write
+	// tables (see FunctionMayWrite). Load fills it; LoadTables does not.
+	Functions map[string][]Function
 }
 
 // Lookup returns the table a statement means by name, or nil. A qualified

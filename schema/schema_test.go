@@ -501,3 +501,42 @@ func TestTreeVolatile(t *testing.T) {
 		}
 	}
 }
+
+func TestFunctionMayWrite(t *testing.T) {
+	conn := newDB(t, `
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE SCHEMA app;
+CREATE TABLE audit (x int);
+CREATE FUNCTION w_plpgsql() RETURNS void LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (1); END $$;
+CREATE FUNCTION app.w_sql() RETURNS void LANGUAGE sql AS $$ SELECT 1; DELETE FROM audit $$;
+CREATE FUNCTION w_atomic() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE audit SET x = 2; END;
+CREATE FUNCTION calls_w() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM app.w_sql(); END $$;
+CREATE FUNCTION dyn() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'SELECT 1'; END $$;
+CREATE FUNCTION r_stable() RETURNS int LANGUAGE sql STABLE AS $$ SELECT count(*)::int FROM audit $$;
+CREATE FUNCTION r_volatile() RETURNS float8 LANGUAGE sql AS $$ SELECT random() $$;
+CREATE FUNCTION r_plpgsql(n int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN n + 1; END $$;
+`)
+	cat, err := Load(context.Background(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"w_plpgsql":             "public.w_plpgsql: it writes audit",
+		"app.w_sql":             "app.w_sql: it writes audit",
+		"w_sql":                 "app.w_sql: it writes audit", // unqualified: any schema
+		"public.w_sql":          "",
+		"w_atomic":              "public.w_atomic: it writes audit",
+		"calls_w":               "public.calls_w: it calls the volatile function app.w_sql",
+		"dyn":                   "public.dyn: it runs dynamic SQL (EXECUTE)",
+		"r_stable":              "",
+		"r_volatile":            "",
+		"r_plpgsql":             "",
+		"gen_random_bytes":      "", // an extension's: trusted
+		"count":                 "",
+		"pg_catalog.set_config": "",
+	} {
+		if got := cat.FunctionMayWrite(name); got != want {
+			t.Errorf("FunctionMayWrite(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

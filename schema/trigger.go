@@ -28,12 +28,25 @@ type userFuncs map[string][]userFunc
 type userFunc struct {
 	schema   string
 	volatile bool
+	// extension is set for a function an extension installed
+	// (uuid_generate_v4, PostGIS): trusted not to write the user's tables.
+	extension bool
+	language  string
+	src       string // prosrc: the body of a SQL or PL/pgSQL function
+	def       string // pg_get_functiondef, for volatile SQL and PL/pgSQL functions
 }
 
 func loadUserFuncs(ctx context.Context, q Querier) (userFuncs, error) {
 	const sql = `
-SELECT n.nspname, p.proname, p.provolatile = 'v'
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT n.nspname, p.proname, p.provolatile = 'v', l.lanname,
+       EXISTS (SELECT 1 FROM pg_depend d
+                WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'),
+       CASE WHEN p.provolatile = 'v' AND l.lanname IN ('sql', 'plpgsql') THEN p.prosrc ELSE '' END,
+       CASE WHEN p.provolatile = 'v' AND l.lanname IN ('sql', 'plpgsql') AND p.prokind IN ('f', 'p')
+            THEN pg_get_functiondef(p.oid) ELSE '' END
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`
 	funcs := userFuncs{}
 	err := queryEach(ctx, q, sql, nil, func(r pgx.Rows) error {
@@ -41,7 +54,7 @@ SELECT n.nspname, p.proname, p.provolatile = 'v'
 			f    userFunc
 			name string
 		)
-		if err := r.Scan(&f.schema, &name, &f.volatile); err != nil {
+		if err := r.Scan(&f.schema, &name, &f.volatile, &f.language, &f.extension, &f.src, &f.def); err != nil {
 			return err
 		}
 		funcs[name] = append(funcs[name], f)
@@ -51,12 +64,12 @@ SELECT n.nspname, p.proname, p.provolatile = 'v'
 }
 
 // volatile reports whether a call of schema.name (schema may be empty) may
-// reach a volatile user function. Without a schema, any function of that
-// name counts, whatever the search path: the answer must not be "no" when it
-// could be "yes".
+// reach a volatile user function (extensions' aside). Without a schema, any
+// function of that name counts, whatever the search path: the answer must
+// not be "no" when it could be "yes".
 func (u userFuncs) volatile(schema, name string) bool {
 	for _, f := range u[name] {
-		if f.volatile && (schema == "" || f.schema == schema) {
+		if f.volatile && !f.extension && (schema == "" || f.schema == schema) {
 			return true
 		}
 	}
@@ -183,7 +196,7 @@ func (a *triggerAnalysis) write(schema, name string) {
 		qualified = QualifiedName(schema, name)
 	}
 	a.writes = append(a.writes, qualified)
-	own := name == a.table.Name && (schema == "" || schema == a.table.Schema)
+	own := a.table != nil && name == a.table.Name && (schema == "" || schema == a.table.Schema)
 	if !own {
 		a.flag("it writes %s", qualified)
 	}

@@ -515,3 +515,45 @@ create table plain (id int primary key);`, "",
 		t.Errorf("no warning in the log:\n%s", tail(r.p.logs.String(), 3000))
 	}
 }
+
+// TestDualWriteNotMirroredReasons: what the proxy cannot capture runs on
+// the old database as always and is listed under not_mirrored with the
+// reason, never skipped silently.
+func TestDualWriteNotMirroredReasons(t *testing.T) {
+	const schema = `create table items (id int primary key, n int);
+create procedure bump() language sql as $$ update items set n = n + 1 $$;
+create function bump_fn() returns int language sql as $$ update items set n = n + 1 returning 1 $$;`
+	p, oldURL, _, _ := startDualWriteProc(t, schema, "create table items (id int primary key, n int);", "")
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	steps := []struct{ sql, reason string }{
+		{"insert into items values (1, 0)", ""},
+		{"explain analyze update items set n = n + 1", "EXPLAIN ANALYZE of a write (it runs the write; its rows cannot be captured)"},
+		{"call bump()", "CALL (effects unknown)"},
+		{"do $$ begin update items set n = n + 1; end $$", "DO (effects unknown)"},
+		{"select bump_fn()", "calls a function that may write tables (public.bump_fn: it writes items)"},
+		{"with u as (update items set n = n + 1 returning id) select count(*) from u", "write inside a data-modifying WITH (its rows are not captured)"},
+	}
+	for _, s := range steps {
+		if _, err := c.Exec(ctx, s.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s.sql, err)
+		}
+	}
+	var n int
+	if err := queryRow(t, oldURL, "select n from items where id = 1", &n); err != nil || n != 5 {
+		t.Fatalf("old database: n = %d, %v; want every statement to have run", n, err)
+	}
+	got := notMirrored(p.waitMirrored(30 * time.Second))
+	for _, s := range steps {
+		if s.reason != "" && !slices.Contains(got, s.reason) {
+			t.Errorf("%s: reason %q not in not_mirrored %q", s.sql, s.reason, got)
+		}
+	}
+	if len(got) != 5 {
+		t.Errorf("not_mirrored = %q, want an entry for each of the 5 statements that were not captured", got)
+	}
+}
