@@ -60,9 +60,19 @@
 // writes to the session's goroutines.
 //
 // What no RETURNING can show is reported rather than lost: statements whose
-// effects cannot be captured (Mirroring.NotMirrored, by fingerprint), and
+// effects cannot be captured (Mirroring.NotMirrored, by fingerprint: CALL,
+// DO, calls of user-defined functions that write, writes in a WITH), and
 // the writes that triggers make with SQL of their own, whose tables are
 // marked dirty through a dead letter (Mirroring.noteTriggerWrites).
+//
+// # Shadow reads
+//
+// In shadow-read a sampled read's answer is copied off the wire as the
+// client gets it (shadowread.go) and handed to the Shadower with the mirror
+// position it must wait for and the session's search_path (searchpath.go),
+// which a Postgres new database runs it with. Reads that describe the
+// server rather than the data, reads with side effects and reads in a
+// transaction that has written are counted as not shadowed, by reason.
 //
 // Phases change only between requests with no transaction open.
 package proxy
