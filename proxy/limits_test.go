@@ -151,7 +151,9 @@ func TestStartupNegotiation(t *testing.T) {
 
 func TestClientDisconnectCancelsQuery(t *testing.T) {
 	p := startProxy(t, nil)
-	c := connect(t, p.url("app", "app-pass", "shop"))
+	// Its own application_name: other tests' sessions of the same user may
+	// still be open on the server.
+	c := connect(t, p.url("app", "app-pass", "shop", "application_name", "disconnect-test"))
 	go func() { _, _ = c.Exec(context.Background(), "select pg_sleep(30) /* abandoned */") }()
 	direct := connect(t, pg.URL("postgres", "", "postgres"))
 	eventually(t, "the query to start", func() bool {
@@ -163,7 +165,7 @@ func TestClientDisconnectCancelsQuery(t *testing.T) {
 	waitNoQuery(t, direct, "abandoned")
 	eventually(t, "the upstream connection to be released", func() bool {
 		var n int
-		_ = direct.QueryRow(context.Background(), "select count(*) from pg_stat_activity where usename = 'app' and datname = 'shop'").Scan(&n)
+		_ = direct.QueryRow(context.Background(), "select count(*) from pg_stat_activity where application_name = 'disconnect-test'").Scan(&n)
 		return n == 0
 	})
 }

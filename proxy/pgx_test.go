@@ -248,9 +248,11 @@ func TestPgxProtocol32(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := c.Exec(ctx, "select pg_sleep(20)"); err == nil {
+	if _, err := c.Exec(ctx, "select pg_sleep(20) /* 3.2 */"); err == nil {
 		t.Fatal("not cancelled")
 	}
+	// Cancelled on the server too, not only given up by the client.
+	waitNoQuery(t, connect(t, pg.URL("postgres", "", "postgres")), "pg_sleep(20) /* 3.2 */")
 }
 
 // waitNoQuery waits until no backend runs a query containing text.
