@@ -130,20 +130,7 @@ column types that may refuse or change values. Exit status: 0 no problem,
 		}
 		return 2
 	}
-	cfg, err := config.Load(*configPath)
-	if err == nil {
-		cfg.ApplyEnv(os.Getenv)
-		if *oldURL != "" {
-			cfg.Old = *oldURL
-		}
-		if *newURL != "" {
-			cfg.New = *newURL
-		}
-		err = cfg.Validate()
-	}
-	if err == nil && cfg.New == "" {
-		err = &config.FieldError{Field: "new", Err: errors.New("required by check")}
-	}
+	cfg, err := loadDatabases("check", *configPath, *oldURL, *newURL)
 	if err != nil {
 		fmt.Fprintln(stderr, "shadowproxy check:", err)
 		return 1
@@ -172,6 +159,30 @@ column types that may refuse or change values. Exit status: 0 no problem,
 		return 4
 	}
 	return 0
+}
+
+// loadDatabases builds the configuration of a command that compares the
+// two databases: the file, the environment, then the flags; both URLs are
+// required.
+func loadDatabases(command, configPath, oldURL, newURL string) (*config.Config, error) {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ApplyEnv(os.Getenv)
+	if oldURL != "" {
+		cfg.Old = oldURL
+	}
+	if newURL != "" {
+		cfg.New = newURL
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.New == "" {
+		return nil, &config.FieldError{Field: "new", Err: errors.New("required by " + command)}
+	}
+	return cfg, nil
 }
 
 // checkSchema reads the old database's catalog and compares the new

@@ -76,3 +76,52 @@ create table c (k text primary key, x int);`
 		t.Errorf("no warning in the log:\n%s", tail(p.logs.String(), 3000))
 	}
 }
+
+// TestSequencesCommand: `shadowproxy sequences` lists the new database's
+// sequences that would hand out values the old database's already did,
+// owned or not, in either direction, and --apply moves them past those.
+func TestSequencesCommand(t *testing.T) {
+	const objects = `
+create sequence hib_seq;
+create sequence down_seq increment -1 start -1 minvalue -1000 maxvalue -1;
+create sequence ahead_seq;
+create table t (id serial primary key);`
+	old := testdb.StartPostgres(t)
+	nw := testdb.StartPostgres(t)
+	old.Exec(t, objects+`
+select nextval('hib_seq') from generate_series(1, 5);
+select nextval('down_seq') from generate_series(1, 2);
+select nextval('ahead_seq');
+insert into t default values; insert into t default values; insert into t default values;`)
+	nw.Exec(t, objects+"select setval('ahead_seq', 100);")
+	oldURL, newURL := old.URL("postgres", "", "postgres"), nw.URL("postgres", "", "postgres")
+	run1 := func(args ...string) (int, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), append([]string{"sequences", "--old", oldURL, "--new", newURL}, args...), &out, &errOut)
+		if errOut.Len() > 0 {
+			t.Logf("stderr: %s", errOut.String())
+		}
+		return code, out.String()
+	}
+	want := strings.Join([]string{
+		"public.down_seq: the old database handed out -2, the new one would hand out -1 next: behind",
+		"public.hib_seq: the old database handed out 5, the new one would hand out 1 next: behind",
+		"public.t_id_seq: the old database handed out 3, the new one would hand out 1 next: behind",
+	}, "\n")
+	if code, out := run1(); code != 4 || strings.TrimSpace(out) != want {
+		t.Fatalf("exit %d, output:\n%s\nwant exit 4 and:\n%s", code, out, want)
+	}
+	if code, out := run1("--apply"); code != 0 || !strings.Contains(out, "moved past it") {
+		t.Fatalf("--apply: exit %d, output:\n%s", code, out)
+	}
+	for seq, next := range map[string]int64{"hib_seq": 6, "down_seq": -3, "t_id_seq": 4, "ahead_seq": 101} {
+		var v int64
+		if err := queryRow(t, newURL, "select nextval('"+seq+"')", &v); err != nil || v != next {
+			t.Errorf("%s on the new database: nextval %d (%v), want %d", seq, v, err, next)
+		}
+	}
+	if code, out := run1(); code != 0 || !strings.Contains(out, "no sequence") {
+		t.Fatalf("after --apply: exit %d, output:\n%s", code, out)
+	}
+}

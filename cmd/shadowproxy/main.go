@@ -6,6 +6,7 @@
 //	shadowproxy serve [--config FILE] [flags]
 //	shadowproxy report [--format text|json|html] [--out FILE] DIR
 //	shadowproxy check [--config FILE] [--old URL] [--new URL] [--format text|json]
+//	shadowproxy sequences [--config FILE] [--old URL] [--new URL] [--apply] [--format text|json]
 //	shadowproxy version
 package main
 
@@ -35,6 +36,7 @@ commands:
   serve     run the proxy
   report    render the shadow-read comparison report from a report directory
   check     compare the new database's tables with the old database's
+  sequences list (--apply: move) the new database's sequences behind the old ones
   version   print the version
 
 Run 'shadowproxy <command> -h' for a command's flags.
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runReport(args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
+	case "sequences":
+		return runSequences(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "shadowproxy", version)
 	case "-h", "--help", "help":
