@@ -22,8 +22,9 @@ import (
 type Options struct {
 	// Logger receives connection events and warnings. Default slog.Default().
 	Logger *slog.Logger
-	// Timeout bounds one Apply, connecting included; when it expires the
-	// attempt fails as a transient error and the mirror retries the batch.
+	// Timeout bounds one Apply or ApplyGroup, connecting included; when it
+	// expires the attempt fails as a transient error and the mirror retries
+	// the batch.
 	// Default 1 minute.
 	Timeout time.Duration
 	// NoReplicaRole leaves session_replication_role alone, so that the new
