@@ -761,3 +761,43 @@ func TestApplyGroup(t *testing.T) {
 		}
 	}
 }
+
+// A connection lost in the middle of a group fails that batch and every
+// one after it as transient (their outcome is unknown to the caller); the
+// batches before it stay committed and the next call reconnects.
+func TestApplyGroupConnectionLost(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	good := e.capture(t, "public.tokens", "")[0]
+	token := func(n int) mirror.Change {
+		return targettest.Set(good, "id", mirror.Text(fmt.Sprintf("00000000-0000-0000-0000-%012d", n)))
+	}
+	kill := mirror.Change{Op: mirror.OpStatement, Table: "public.log", SQL: "SELECT pg_terminate_backend(pg_backend_pid())"}
+	errs := e.target.ApplyGroup(e.ctx, []*mirror.Batch{
+		{Changes: []mirror.Change{token(1)}},
+		{Changes: []mirror.Change{token(2), kill}},
+		{Changes: []mirror.Change{token(3)}},
+	})
+	if errs[0] != nil {
+		t.Fatalf("batch before the loss: %v", errs[0])
+	}
+	for i, err := range errs[1:] {
+		var rej *mirror.RejectError
+		if err == nil || errors.As(err, &rej) {
+			t.Errorf("batch %d: got %v, want a transient error", i+1, err)
+		}
+	}
+	if errs := e.target.ApplyGroup(e.ctx, []*mirror.Batch{{Changes: []mirror.Change{token(4)}}, {Changes: []mirror.Change{token(5)}}}); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("after reconnecting: %v", errs)
+	}
+	rows, err := e.new.Query(e.ctx, "SELECT right(id::text, 1) FROM tokens ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"1", "4", "5"}) {
+		t.Fatalf("tokens %v, want 1, 4 and 5", ids)
+	}
+}
