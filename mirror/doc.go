@@ -140,7 +140,13 @@
 // error the batches before it are done, and the mirror retries from it with
 // the usual backoff, alone, then groups the rest again. Those of the rest
 // that had committed in the failed round trip are applied again, after it,
-// which leaves the same rows, as the replay after a crash does. The
+// which leaves the same rows, as the replay after a crash does. As with
+// that replay, one thing can differ: those batches ran without the failed
+// one's changes, so a constraint other than the key (a unique column, say)
+// can make the failed batch's retry collide with them and be rejected,
+// dead-lettered and its tables marked dirty. A transient error in the
+// middle of a pipeline that leaves the connection up (deadlock, lock or
+// statement timeout) needs another session writing the new database. The
 // batches of a group are in flight together: a switch to the spool or Close
 // spills those taken from memory, as it does the single in-flight batch,
 // and the position, the checkpoint and the counters move batch by batch.
