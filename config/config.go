@@ -87,6 +87,11 @@ type MirrorConfig struct {
 	// "interval" (group commit every fsync_interval) or "never".
 	Fsync         string        `toml:"fsync"`
 	FsyncInterval time.Duration `toml:"fsync_interval"`
+	// MaxGroup bounds how many transactions are sent to the new database
+	// in one round trip (each still its own transaction; see
+	// mirror.GroupTarget), MaxGroupBytes their size. 1: one per round trip.
+	MaxGroup      int   `toml:"max_group"`
+	MaxGroupBytes int64 `toml:"max_group_bytes"`
 }
 
 // MirrorDir returns the mirror's directory, defaulting under ReportDir.
@@ -210,6 +215,8 @@ func DefaultConfig() *Config {
 			MaxTxBytes:    256 << 20,
 			Fsync:         "interval",
 			FsyncInterval: 100 * time.Millisecond,
+			MaxGroup:      64,
+			MaxGroupBytes: 4 << 20,
 		},
 	}
 }
@@ -391,6 +398,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Mirror.MaxSpoolBytes < 1<<20 {
 		bad("mirror.max_spool_bytes", "must be at least 1 MiB, got %d", c.Mirror.MaxSpoolBytes)
+	}
+	if c.Mirror.MaxGroup <= 0 {
+		bad("mirror.max_group", "must be positive (1: one transaction per round trip), got %d", c.Mirror.MaxGroup)
+	}
+	if c.Mirror.MaxGroupBytes <= 0 {
+		bad("mirror.max_group_bytes", "must be positive, got %d", c.Mirror.MaxGroupBytes)
 	}
 	if c.Mirror.Fsync == "interval" && c.Mirror.FsyncInterval <= 0 {
 		bad("mirror.fsync_interval", "must be positive")

@@ -46,6 +46,8 @@ var mirrorMetrics = []struct {
 	{"mirror_schema_drift_total", "DDL statements run on the old database during dual-write (not mirrored).", true},
 	{"mirror_pending", "Journaled transactions whose COMMIT outcome is not known yet.", false},
 	{"mirror_aborted_total", "Journaled transactions whose COMMIT failed, skipped.", true},
+	{"mirror_group_round_trips_total", "Round trips that sent several transactions to the new database at once.", true},
+	{"mirror_grouped_total", "Transactions sent in those round trips (retries included).", true},
 }
 
 // RegisterMirror adds the dual-write metrics, read from snapshot at each
@@ -73,23 +75,25 @@ func (c *mirrorCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	values := map[string]float64{
-		"mirror_queued":               float64(s.Stats.Queued),
-		"mirror_queued_bytes":         float64(s.Stats.QueuedBytes),
-		"mirror_spooled":              float64(s.Stats.Spooled),
-		"mirror_spool_bytes":          float64(s.Stats.SpoolBytes),
-		"mirror_applied_total":        float64(s.Stats.Applied),
-		"mirror_failed_total":         float64(s.Stats.Failed),
-		"mirror_dead_lettered_total":  float64(s.Stats.DeadLettered),
-		"mirror_dropped_total":        float64(s.Stats.Dropped),
-		"mirror_lag_seconds":          s.Stats.Lag.Seconds(),
-		"mirror_dirty_tables":         float64(len(s.Stats.DirtyTables)),
-		"mirror_overflowed":           b(s.Stats.Overflowed),
-		"mirror_spooling":             b(s.Stats.Spooling),
-		"mirror_not_mirrored_total":   float64(s.NotMirrored),
-		"mirror_not_mirrored_classes": float64(s.NotMirroredClasses),
-		"mirror_schema_drift_total":   float64(s.SchemaDrift),
-		"mirror_pending":              float64(s.Stats.Pending),
-		"mirror_aborted_total":        float64(s.Stats.Aborted),
+		"mirror_queued":                  float64(s.Stats.Queued),
+		"mirror_queued_bytes":            float64(s.Stats.QueuedBytes),
+		"mirror_spooled":                 float64(s.Stats.Spooled),
+		"mirror_spool_bytes":             float64(s.Stats.SpoolBytes),
+		"mirror_applied_total":           float64(s.Stats.Applied),
+		"mirror_failed_total":            float64(s.Stats.Failed),
+		"mirror_dead_lettered_total":     float64(s.Stats.DeadLettered),
+		"mirror_dropped_total":           float64(s.Stats.Dropped),
+		"mirror_lag_seconds":             s.Stats.Lag.Seconds(),
+		"mirror_dirty_tables":            float64(len(s.Stats.DirtyTables)),
+		"mirror_overflowed":              b(s.Stats.Overflowed),
+		"mirror_spooling":                b(s.Stats.Spooling),
+		"mirror_not_mirrored_total":      float64(s.NotMirrored),
+		"mirror_not_mirrored_classes":    float64(s.NotMirroredClasses),
+		"mirror_schema_drift_total":      float64(s.SchemaDrift),
+		"mirror_pending":                 float64(s.Stats.Pending),
+		"mirror_aborted_total":           float64(s.Stats.Aborted),
+		"mirror_group_round_trips_total": float64(s.Stats.Groups),
+		"mirror_grouped_total":           float64(s.Stats.GroupedBatches),
 	}
 	for _, mm := range mirrorMetrics {
 		t := prometheus.GaugeValue

@@ -184,7 +184,8 @@ func (b *Batch) memSize() int64 {
 	return n
 }
 
-// Target is the new database as the mirror sees it.
+// Target is the new database as the mirror sees it. A Target that can apply
+// several batches in one round trip also implements GroupTarget.
 //
 // Apply must be idempotent per batch: after a crash the mirror applies again
 // the batches after its last checkpoint (at-least-once delivery). Targets get

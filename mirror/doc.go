@@ -60,7 +60,8 @@
 //     Target; both wait when the hand-off to the spool writer
 //     (Options.HandoffBytes) is full, i.e. the local disk cannot take writes
 //     at the commit rate (Stats.HandoffWaits).
-//   - Order: batches are applied one at a time in Seq order (see Intents).
+//   - Order: batches are applied in Seq order, each as its own
+//     transaction (see Intents, and Groups for several in one round trip).
 //   - Nothing is dropped silently: a batch is applied, skipped because its
 //     transaction aborted, or written to <Dir>/deadletter.jsonl with the
 //     reason, and its tables are reported in Stats.DirtyTables (persisted)
@@ -113,6 +114,44 @@
 // never skipping ahead. A *RejectError (the new database refused the data)
 // dead-letters the whole batch (it was one transaction, rolled back as a
 // unit), marks its tables dirty, and the applier moves on.
+//
+// # Groups
+//
+// Applying one transaction per round trip caps the mirror at 1/RTT
+// transactions per second: a few hundred when the new database is in
+// another zone or region, too few to keep up with a busy primary or to
+// drain a spool after an outage. A Target that implements GroupTarget gets
+// several consecutive batches in one ApplyGroup call, sent in one round
+// trip, each still its own transaction committed in Seq order.
+//
+// After the applier takes a batch that is ready (its transaction known to
+// have committed) it adds the batches behind it that are ready at once,
+// from the same source (the in-memory queue, or the spool), up to
+// Options.MaxGroup batches and Options.MaxGroupBytes. It never waits for a
+// group: a batch not yet enqueued or read, a pending one (its outcome
+// unknown) or an aborted one ends the group, and is dealt with as before.
+// Batches with an OpStatement change are never grouped: they are applied
+// alone with Apply, because a transient error makes the mirror apply again
+// batches that may have committed, which only row images (upserts and
+// deletes by key) tolerate.
+//
+// The new database sees what it sees without groups: a rejected batch is
+// dead-lettered and the batches after it are applied; after a transient
+// error the batches before it are done, and the mirror retries from it with
+// the usual backoff, alone, then groups the rest again. Those of the rest
+// that had committed in the failed round trip are applied again, after it,
+// which leaves the same rows, as the replay after a crash does. As with
+// that replay, one thing can differ: those batches ran without the failed
+// one's changes, so a constraint other than the key (a unique column, say)
+// can make the failed batch's retry collide with them and be rejected,
+// dead-lettered and its tables marked dirty. A transient error in the
+// middle of a pipeline that leaves the connection up (deadlock, lock or
+// statement timeout) needs another session writing the new database. The
+// batches of a group are in flight together: a switch to the spool or Close
+// spills those taken from memory, as it does the single in-flight batch,
+// and the position, the checkpoint and the counters move batch by batch.
+// Options.ApplyTimeout bounds a group of n batches at n times the timeout.
+// Stats.Groups and Stats.GroupedBatches count the group round trips.
 //
 // # Spool
 //

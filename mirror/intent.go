@@ -335,20 +335,31 @@ func (m *Mirror) headRegion(head *Batch, fromSpool bool) []pendingRef {
 // hands them out before reading on.
 func (m *Mirror) readAhead() {
 	for len(m.ahead) < resolveBatch-1 {
-		m.mu.Lock()
-		from := m.spoolFrom
-		m.mu.Unlock()
-		b, err := m.reader.next(from)
-		if err != nil {
-			if _, ok := errors.AsType[*readError](err); ok {
-				m.spoolReadError(err) // accounts the loss; reading goes on after it
-				continue
-			}
-			return // nextBatch retries opening the segment
-		}
-		if b == nil {
+		if read, lost := m.readOneAhead(); !read && !lost {
 			return
 		}
-		m.ahead = append(m.ahead, b)
 	}
+}
+
+// readOneAhead reads the next record of the spool path into m.ahead. read
+// is false when there is none to read now (nextBatch retries a segment that
+// failed to open); lost says an unreadable record was accounted instead,
+// and reading may go on after it.
+func (m *Mirror) readOneAhead() (read, lost bool) {
+	m.mu.Lock()
+	from := m.spoolFrom
+	m.mu.Unlock()
+	b, err := m.reader.next(from)
+	if err != nil {
+		if _, ok := errors.AsType[*readError](err); ok {
+			m.spoolReadError(err) // accounts the loss; reading goes on after it
+			return false, true
+		}
+		return false, false
+	}
+	if b == nil {
+		return false, false
+	}
+	m.ahead = append(m.ahead, b)
+	return true, false
 }

@@ -68,9 +68,9 @@ type Mirror struct {
 	memQ     []queued
 	memBytes int64
 
-	inflight    *Batch  // the batch the applier is working on
-	inflightMem bool    // inflight came from memQ and the spool path does not have it
-	inflightT   *ticket // inflight's ticket when it was written through
+	// inflight holds the batches the applier is working on, in Seq order:
+	// one, or a group (group.go).
+	inflight []flight
 
 	// spooling is true from the moment a batch goes to the spool until the
 	// applier has applied everything in it; meanwhile every new batch goes
@@ -101,6 +101,7 @@ type Mirror struct {
 	overflowed bool
 
 	nApplied, nFailed, nDeadLettered, nDropped, nHandoffWaits, nAborted uint64
+	nGroups, nGrouped                                                   uint64
 
 	// Appender state, guarded by spool.wmu: reused encoding buffers.
 	wbuf   []byte
@@ -120,6 +121,14 @@ type Mirror struct {
 
 	stateMu   sync.Mutex // serializes state writes
 	lastState state      // last state written
+}
+
+// flight is a batch the applier took and has not finished.
+type flight struct {
+	b         *Batch
+	fromSpool bool    // read from the spool
+	mem       bool    // taken from memQ, and the spool path does not have it
+	t         *ticket // its ticket when it was written through
 }
 
 type queued struct {
@@ -398,13 +407,17 @@ func (m *Mirror) startSpoolingLocked(next uint64) {
 			m.lastHandedOff = max(m.lastHandedOff, q.b.Seq)
 		}
 	}
-	if m.inflight != nil && m.inflightMem {
-		if t := m.inflightT; t == nil || !t.failed {
+	for i := range m.inflight {
+		f := &m.inflight[i]
+		if !f.mem {
+			continue
+		}
+		if f.t == nil || !f.t.failed {
 			// A failed one stays with the applier only: handing it off now
 			// would put it behind later Seqs.
-			take(queued{m.inflight, m.inflight.memSize(), t})
+			take(queued{f.b, f.b.memSize(), f.t})
 		}
-		m.inflightMem = false
+		f.mem = false
 	}
 	for _, q := range m.memQ {
 		take(q)
@@ -428,11 +441,14 @@ func (m *Mirror) handoffLocked(q queued) {
 // hands off only batches after the last durable one, and the spool never
 // holds a durable batch without every unfinished batch before it.
 func (m *Mirror) writeThroughLocked() {
-	if m.inflight != nil && m.inflightMem && m.inflightT == nil {
-		m.inflightT = &ticket{through: true}
-		q := queued{m.inflight, m.inflight.memSize(), m.inflightT}
-		m.handoff = append(m.handoff, q)
-		m.handoffBytes += q.size
+	for i := range m.inflight {
+		f := &m.inflight[i]
+		if f.mem && f.t == nil {
+			f.t = &ticket{through: true}
+			q := queued{f.b, f.b.memSize(), f.t}
+			m.handoff = append(m.handoff, q)
+			m.handoffBytes += q.size
+		}
 	}
 	i := len(m.memQ)
 	for i > 0 && m.memQ[i-1].t == nil {
@@ -571,6 +587,11 @@ type Stats struct {
 	// Aborted counts pending batches skipped because their transaction
 	// rolled back.
 	Aborted uint64
+	// Groups counts ApplyGroup calls (several batches in one round trip,
+	// see GroupTarget) and GroupedBatches the batches sent in them, retries
+	// included; batches applied one at a time are in neither.
+	Groups         uint64
+	GroupedBatches uint64
 }
 
 // Stats returns a snapshot of the mirror's counters.
@@ -580,30 +601,32 @@ func (m *Mirror) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := Stats{
-		Queued:       len(m.memQ),
-		QueuedBytes:  m.memBytes,
-		Spooled:      m.spooled,
-		SpoolBytes:   spoolBytes,
-		Applied:      m.nApplied,
-		Failed:       m.nFailed,
-		DeadLettered: m.nDeadLettered,
-		Dropped:      m.nDropped,
-		HandoffWaits: m.nHandoffWaits,
-		LastSeq:      m.nextSeq - 1,
-		AppliedSeq:   m.appliedSeq.Load(),
-		DirtyTables:  slices.Sorted(maps.Keys(m.dirty)),
-		Overflowed:   m.overflowed,
-		Spooling:     m.spooling,
-		Pending:      m.nPending,
-		Aborted:      m.nAborted,
+		Queued:         len(m.memQ),
+		QueuedBytes:    m.memBytes,
+		Spooled:        m.spooled,
+		SpoolBytes:     spoolBytes,
+		Applied:        m.nApplied,
+		Failed:         m.nFailed,
+		DeadLettered:   m.nDeadLettered,
+		Dropped:        m.nDropped,
+		HandoffWaits:   m.nHandoffWaits,
+		LastSeq:        m.nextSeq - 1,
+		AppliedSeq:     m.appliedSeq.Load(),
+		DirtyTables:    slices.Sorted(maps.Keys(m.dirty)),
+		Overflowed:     m.overflowed,
+		Spooling:       m.spooling,
+		Pending:        m.nPending,
+		Aborted:        m.nAborted,
+		Groups:         m.nGroups,
+		GroupedBatches: m.nGrouped,
 	}
 	if m.headPending {
 		s.Pending++
 	}
 	var oldest *Batch
 	switch {
-	case m.inflight != nil:
-		oldest = m.inflight
+	case len(m.inflight) > 0:
+		oldest = m.inflight[0].b
 	case len(m.memQ) > 0:
 		oldest = m.memQ[0].b
 	}
@@ -625,7 +648,7 @@ func (m *Mirror) Close(ctx context.Context) error {
 		close(m.closing)
 		m.mu.Lock()
 		m.closed = true
-		if !m.spooling && (len(m.memQ) > 0 || (m.inflight != nil && m.inflightMem)) {
+		if !m.spooling && (len(m.memQ) > 0 || m.inflightInMemLocked()) {
 			m.startSpoolingLocked(m.nextSeq)
 		}
 		m.room.Broadcast()
@@ -685,6 +708,12 @@ func (m *Mirror) runApplier() {
 				continue
 			}
 		}
+		if group := m.collectGroup(b, fromSpool); len(group) > 1 {
+			if !m.applyGroup(group) {
+				return
+			}
+			continue
+		}
 		if !m.apply(b, fromSpool) {
 			return
 		}
@@ -701,7 +730,7 @@ func (m *Mirror) nextBatch() (b *Batch, fromSpool, dropped, ok bool) {
 			m.ahead[0] = nil
 			m.ahead = m.ahead[1:]
 			m.mu.Lock()
-			m.inflight, m.inflightMem, m.inflightT = b, false, nil
+			m.inflight = append(m.inflight[:0], flight{b: b, fromSpool: true})
 			m.mu.Unlock()
 			return b, true, false, true
 		}
@@ -711,7 +740,7 @@ func (m *Mirror) nextBatch() (b *Batch, fromSpool, dropped, ok bool) {
 			m.memQ[0] = queued{}
 			m.memQ = m.memQ[1:]
 			m.memBytes -= q.size
-			m.inflight, m.inflightMem, m.inflightT = q.b, true, q.t
+			m.inflight = append(m.inflight[:0], flight{b: q.b, mem: true, t: q.t})
 			dropped := q.t != nil && q.t.failed
 			m.mu.Unlock()
 			return q.b, false, dropped, true
@@ -727,7 +756,7 @@ func (m *Mirror) nextBatch() (b *Batch, fromSpool, dropped, ok bool) {
 			}
 			if b != nil {
 				m.mu.Lock()
-				m.inflight, m.inflightMem, m.inflightT = b, false, nil
+				m.inflight = append(m.inflight[:0], flight{b: b, fromSpool: true})
 				m.mu.Unlock()
 				return b, true, false, true
 			}
@@ -772,43 +801,66 @@ func (m *Mirror) apply(b *Batch, fromSpool bool) bool {
 			m.finish(b, fromSpool, false)
 			return true
 		}
-		m.mu.Lock()
-		m.nFailed++
-		// The target is down or failing: make everything pending durable and
-		// send new batches to the spool while we wait.
-		if !m.spooling {
-			m.startSpoolingLocked(m.nextSeq)
-		}
-		m.mu.Unlock()
-		notify(m.wakeWriter)
-		m.log.Warn("mirror: apply failed; retrying", "seq", b.Seq, "attempt", attempt, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-m.ctx.Done():
-			t.Stop()
+		if !m.retryAfter(b, attempt, &backoff, err) {
 			return false
 		}
-		backoff = min(backoff*2, m.opts.RetryMax)
 	}
 }
 
-func (m *Mirror) applyOnce(b *Batch) error {
-	ctx := m.ctx
-	if m.opts.ApplyTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.opts.ApplyTimeout)
-		defer cancel()
+// retryAfter handles a transient error of applying b: it counts the
+// failure, switches to the spool, and waits out the backoff, which it then
+// doubles (up to RetryMax). It returns false if the mirror closed first.
+func (m *Mirror) retryAfter(b *Batch, attempt int, backoff *time.Duration, err error) bool {
+	m.mu.Lock()
+	m.nFailed++
+	// The target is down or failing: make everything pending durable and
+	// send new batches to the spool while we wait.
+	if !m.spooling {
+		m.startSpoolingLocked(m.nextSeq)
 	}
+	m.mu.Unlock()
+	notify(m.wakeWriter)
+	m.log.Warn("mirror: apply failed; retrying", "seq", b.Seq, "attempt", attempt, "retry_in", *backoff, "err", err)
+	t := time.NewTimer(*backoff)
+	select {
+	case <-t.C:
+	case <-m.ctx.Done():
+		t.Stop()
+		return false
+	}
+	*backoff = min(*backoff*2, m.opts.RetryMax)
+	return true
+}
+
+func (m *Mirror) applyOnce(b *Batch) error {
+	ctx, cancel := m.applyContext(1)
+	defer cancel()
 	return m.target.Apply(ctx, b)
+}
+
+// applyContext bounds an apply of n batches: ApplyTimeout for each.
+func (m *Mirror) applyContext(n int) (context.Context, context.CancelFunc) {
+	if m.opts.ApplyTimeout > 0 {
+		return context.WithTimeout(m.ctx, m.opts.ApplyTimeout*time.Duration(n))
+	}
+	return context.WithCancel(m.ctx)
+}
+
+// inflightInMemLocked reports whether the applier holds a batch taken from
+// memory that the spool path does not have.
+func (m *Mirror) inflightInMemLocked() bool {
+	return slices.ContainsFunc(m.inflight, func(f flight) bool { return f.mem })
 }
 
 // finish records that the applier is done with b: applied, skipped or
 // dead-lettered.
 func (m *Mirror) finish(b *Batch, fromSpool, applied bool) {
 	m.mu.Lock()
-	onDisk := fromSpool || m.inflightT != nil
-	m.inflight, m.inflightMem, m.inflightT = nil, false, nil
+	onDisk := fromSpool
+	if i := slices.IndexFunc(m.inflight, func(f flight) bool { return f.b == b }); i >= 0 {
+		onDisk = onDisk || m.inflight[i].t != nil
+		m.inflight = slices.Delete(m.inflight, i, i+1)
+	}
 	if applied {
 		m.nApplied++
 	}

@@ -435,6 +435,7 @@ func TestOptionsValidation(t *testing.T) {
 		"negative retry":   {Dir: "x", RetryMin: -time.Second},
 		"unknown fsync":    {Dir: "x", Fsync: 9},
 		"negative timeout": {Dir: "x", ApplyTimeout: -1},
+		"negative group":   {Dir: "x", MaxGroupBytes: -1},
 	}
 	for name, o := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -448,8 +449,12 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.QueueLen != 0 || o.QueueBytes != defaultQueueBytes || o.Fsync != FsyncInterval || o.FsyncInterval != defaultFsyncInterval ||
-		o.RetryMin != defaultRetryMin || o.RetryMax != defaultRetryMax || o.Logger == nil || o.Now == nil {
+		o.RetryMin != defaultRetryMin || o.RetryMax != defaultRetryMax || o.Logger == nil || o.Now == nil ||
+		o.MaxGroup != defaultMaxGroup || o.MaxGroupBytes != defaultMaxGroupBytes {
 		t.Fatalf("defaults: %+v", o)
+	}
+	if o, _ := (Options{Dir: "x", MaxGroup: -1}).withDefaults(); o.MaxGroup != 1 {
+		t.Fatalf("MaxGroup -1 gave %d", o.MaxGroup)
 	}
 }
 

@@ -104,10 +104,17 @@ type Options struct {
 	// RetryMin and RetryMax bound the exponential backoff after a transient
 	// Apply error. Defaults 100ms and 15s.
 	RetryMin, RetryMax time.Duration
-	// ApplyTimeout bounds one Apply call; a timeout is a transient error.
+	// ApplyTimeout bounds one Apply call, and n times it an ApplyGroup call
+	// of n batches; a timeout is a transient error.
 	// Default 0: no bound beyond the Target's own timeouts, because a large
 	// transaction may legitimately take long.
 	ApplyTimeout time.Duration
+	// MaxGroup bounds how many batches the applier hands a GroupTarget in
+	// one round trip, each still its own transaction; MaxGroupBytes bounds
+	// their estimated size. Defaults 64 and 4 MiB. MaxGroup 1 (or a
+	// negative value) applies one batch per round trip.
+	MaxGroup      int
+	MaxGroupBytes int64
 	// CheckpointInterval is how often the applied position is persisted.
 	// After a crash, batches applied since the last checkpoint are applied
 	// again. Default 1s.
@@ -150,6 +157,8 @@ const (
 	defaultRetryMin           = 100 * time.Millisecond
 	defaultRetryMax           = 15 * time.Second
 	defaultCheckpointInterval = time.Second
+	defaultMaxGroup           = 64
+	defaultMaxGroupBytes      = 4 << 20
 	defaultResolveWait        = 2 * time.Second
 )
 
@@ -172,6 +181,13 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.HandoffBytes, defaultHandoffBytes, "HandoffBytes")
 	def(&o.SegmentSize, defaultSegmentSize, "SegmentSize")
 	def(&o.MaxSpoolBytes, defaultMaxSpoolBytes, "MaxSpoolBytes")
+	def(&o.MaxGroupBytes, defaultMaxGroupBytes, "MaxGroupBytes")
+	switch {
+	case o.MaxGroup == 0:
+		o.MaxGroup = defaultMaxGroup
+	case o.MaxGroup < 0:
+		o.MaxGroup = 1
+	}
 	switch {
 	case o.QueueLen == 0:
 		o.QueueLen = defaultQueueLen

@@ -105,13 +105,22 @@ func seedBalances(t *testing.T, url string) {
 	}
 }
 
-func TestDualWriteNewDatabaseDown(t *testing.T) {
-	old := testdb.StartPostgres(t)
-	nw := testdb.StartPostgres(t)
+// startFaultProxy starts an old and a new server with the fault schemas
+// (newExtra run after the new one's) and a dual-write proxy in front of
+// them that reports to reportDir.
+func startFaultProxy(t *testing.T, newExtra, reportDir string) (old, nw *testdb.Postgres, p *proxyProc) {
+	t.Helper()
+	old = testdb.StartPostgres(t)
+	nw = testdb.StartPostgres(t)
 	old.Exec(t, faultSchema)
-	nw.Exec(t, faultNewSchema)
-	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
-		"--phase", "dual-write", "--report-dir", t.TempDir())
+	nw.Exec(t, faultNewSchema+newExtra)
+	p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
+		"--phase", "dual-write", "--report-dir", reportDir)
+	return old, nw, p
+}
+
+func TestDualWriteNewDatabaseDown(t *testing.T) {
+	old, nw, p := startFaultProxy(t, "", t.TempDir())
 	seedBalances(t, p.url("postgres", "postgres"))
 
 	stop := make(chan struct{})
@@ -145,13 +154,8 @@ func TestDualWriteNewDatabaseDown(t *testing.T) {
 }
 
 func TestDualWriteProxyKilled(t *testing.T) {
-	old := testdb.StartPostgres(t)
-	nw := testdb.StartPostgres(t)
-	old.Exec(t, faultSchema)
-	nw.Exec(t, faultNewSchema)
 	reportDir := t.TempDir()
-	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
-		"--phase", "dual-write", "--report-dir", reportDir)
+	old, nw, p := startFaultProxy(t, "", reportDir)
 	seedBalances(t, p.url("postgres", "postgres"))
 
 	stop := make(chan struct{})
@@ -180,14 +184,9 @@ func TestDualWriteProxyKilled(t *testing.T) {
 }
 
 func TestDualWriteRejectedWriteIsDeadLettered(t *testing.T) {
-	old := testdb.StartPostgres(t)
-	nw := testdb.StartPostgres(t)
-	old.Exec(t, faultSchema)
-	// The new schema is stricter: a check the old one does not have.
-	nw.Exec(t, faultNewSchema+"alter table ledger add constraint small check (amount < 50);")
 	reportDir := t.TempDir()
-	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + nw.URL("postgres", "", "postgres")},
-		"--phase", "dual-write", "--report-dir", reportDir)
+	// The new schema is stricter: a check the old one does not have.
+	_, nw, p := startFaultProxy(t, "alter table ledger add constraint small check (amount < 50);", reportDir)
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, p.url("postgres", "postgres"))
 	if err != nil {

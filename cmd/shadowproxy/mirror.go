@@ -83,6 +83,8 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		MaxSpoolBytes: cfg.Mirror.MaxSpoolBytes,
 		Fsync:         fsync,
 		FsyncInterval: cfg.Mirror.FsyncInterval,
+		MaxGroup:      cfg.Mirror.MaxGroup,
+		MaxGroupBytes: cfg.Mirror.MaxGroupBytes,
 		Resolver:      xidResolver(cfg),
 		Logger:        log.With("component", "mirror"),
 	})
@@ -197,22 +199,26 @@ func xidResolver(cfg *config.Config) func(context.Context, []uint64) (map[uint64
 
 // mirrorStatus is /status "mirror".
 type mirrorStatus struct {
-	Queued        int      `json:"queued"`
-	Spooled       int      `json:"spooled"`
-	SpoolBytes    int64    `json:"spool_bytes"`
-	Applied       uint64   `json:"applied"`
-	Failed        uint64   `json:"failed"`
-	DeadLettered  uint64   `json:"dead_lettered"`
-	Dropped       uint64   `json:"dropped"`
-	Pending       int      `json:"pending"`
-	Aborted       uint64   `json:"aborted"`
-	LagSeconds    float64  `json:"lag_seconds"`
-	AppliedSeq    uint64   `json:"applied_seq"`
-	LastSeq       uint64   `json:"last_seq"`
-	Spooling      bool     `json:"spooling"`
-	Overflowed    bool     `json:"overflowed"`
-	DirtyTables   []string `json:"dirty_tables"`
-	TriggerWrites []string `json:"triggers_writing_other_tables"`
+	Queued       int    `json:"queued"`
+	Spooled      int    `json:"spooled"`
+	SpoolBytes   int64  `json:"spool_bytes"`
+	Applied      uint64 `json:"applied"`
+	Failed       uint64 `json:"failed"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Dropped      uint64 `json:"dropped"`
+	Pending      int    `json:"pending"`
+	Aborted      uint64 `json:"aborted"`
+	// Groups counts round trips that applied several transactions (see
+	// mirror.GroupTarget), GroupedBatches the transactions sent in them.
+	Groups         uint64   `json:"groups"`
+	GroupedBatches uint64   `json:"grouped_batches"`
+	LagSeconds     float64  `json:"lag_seconds"`
+	AppliedSeq     uint64   `json:"applied_seq"`
+	LastSeq        uint64   `json:"last_seq"`
+	Spooling       bool     `json:"spooling"`
+	Overflowed     bool     `json:"overflowed"`
+	DirtyTables    []string `json:"dirty_tables"`
+	TriggerWrites  []string `json:"triggers_writing_other_tables"`
 	// CatalogReloads counts the times the old database's catalog was read
 	// again: after DDL, or for rows of a table it did not know.
 	CatalogReloads uint64 `json:"catalog_reloads"`
@@ -226,7 +232,8 @@ func (dw *dualWrite) status() mirrorStatus {
 	s := dw.mirror.Stats()
 	st := mirrorStatus{
 		Queued: s.Queued, Spooled: s.Spooled, SpoolBytes: s.SpoolBytes, Applied: s.Applied, Failed: s.Failed,
-		DeadLettered: s.DeadLettered, Dropped: s.Dropped, Pending: s.Pending, Aborted: s.Aborted, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
+		DeadLettered: s.DeadLettered, Dropped: s.Dropped, Pending: s.Pending, Aborted: s.Aborted,
+		Groups: s.Groups, GroupedBatches: s.GroupedBatches, LagSeconds: s.Lag.Seconds(), AppliedSeq: s.AppliedSeq,
 		LastSeq: s.LastSeq, Spooling: s.Spooling, Overflowed: s.Overflowed, DirtyTables: s.DirtyTables,
 		TriggerWrites:   []string{},
 		CatalogReloads:  dw.catalog.Reads() - 1, // the first read is not a reload

@@ -8,6 +8,15 @@
 // per connection and per (table, operation, column set), and kept in an LRU
 // cache (Options.StatementCacheSize).
 //
+// Target also implements mirror.GroupTarget: ApplyGroup sends several
+// batches in one round trip, through pgconn's pipeline mode, each batch's
+// statements followed by their own Sync, so that each batch is still its
+// own implicit transaction, committed in order, and an error rolls back
+// only its batch while the server goes on with the next. This lifts the
+// one-transaction-per-round-trip ceiling (1/RTT) when the new database is
+// far away. A failure of the connection makes the batch it hit, and every
+// one after it, transient: the mirror applies them again from there.
+//
 //   - OpUpsert: INSERT INTO t (cols) VALUES ($1, …) ON CONFLICT (pk) DO
 //     UPDATE SET c = EXCLUDED.c, … (DO NOTHING when every column is a key).
 //     The conflict target is the new table's primary key, read from its
@@ -69,5 +78,5 @@
 // columns of different lengths, no key) is rejected without a SQLSTATE.
 // Everything else is transient (connection errors, timeouts, shutdown,
 // serialization failures and deadlocks, too many connections): the
-// connection is closed, and the next Apply reconnects.
+// connection is closed, and the next Apply (or ApplyGroup) reconnects.
 package pgtarget

@@ -22,8 +22,9 @@ import (
 type Options struct {
 	// Logger receives connection events and warnings. Default slog.Default().
 	Logger *slog.Logger
-	// Timeout bounds one Apply, connecting included; when it expires the
-	// attempt fails as a transient error and the mirror retries the batch.
+	// Timeout bounds one Apply or ApplyGroup, connecting included; when it
+	// expires the attempt fails as a transient error and the mirror retries
+	// the batch.
 	// Default 1 minute.
 	Timeout time.Duration
 	// NoReplicaRole leaves session_replication_role alone, so that the new
@@ -209,6 +210,17 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 		return err
 	}
 	err := t.apply(ctx, b)
+	if t.afterApply(ctx, err) {
+		t.dropConn()
+	}
+	return err
+}
+
+// afterApply tidies up after a batch ended with err: it forgets the
+// catalog after a rejection that says the schema differs, and deallocates
+// evicted statements. It reports whether the connection must be dropped
+// (err is transient). Called with mu held.
+func (t *Target) afterApply(ctx context.Context, err error) (drop bool) {
 	var rej *mirror.RejectError
 	switch {
 	case err == nil:
@@ -220,11 +232,55 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 			clear(t.seqDone)
 		}
 	default:
-		t.dropConn()
-		return err
+		return true
 	}
 	t.deallocateEvicted(ctx)
-	return err
+	return false
+}
+
+// prepared is a batch ready to send: its prepared statements and their
+// parameters, the changes' first, then, if seq, the sequences' statement.
+type prepared struct {
+	sds     []*pgconn.StatementDescription
+	params  [][][]byte
+	seq     bool
+	seqVals map[uint32]seqRange
+}
+
+// prepareBatch plans the statements of b and prepares those the connection
+// does not have yet. Called with mu held, a connection open and b's tables
+// loaded.
+func (t *Target) prepareBatch(ctx context.Context, b *mirror.Batch) (*prepared, error) {
+	pb := &prepared{}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		st, err := t.plan(c)
+		if err != nil {
+			return nil, &mirror.RejectError{Err: err, ChangeIndex: i}
+		}
+		sd, err := t.prepare(ctx, st)
+		if err != nil {
+			return nil, classify(fmt.Errorf("pgtarget: prepare %s of %s: %w", c.Op, c.Table, err), i)
+		}
+		pb.sds, pb.params = append(pb.sds, sd), append(pb.params, st.params)
+	}
+	seqStmt, seqVals := t.planSequences(b)
+	if seqStmt == nil {
+		return pb, nil
+	}
+	sd, err := t.prepare(ctx, seqStmt)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// A server without pg_sequence_last_value (before 10), say.
+		t.sequencesFailed(err)
+		return pb, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgtarget: prepare the sequences' statement: %w", err)
+	}
+	pb.sds, pb.params = append(pb.sds, sd), append(pb.params, seqStmt.params)
+	pb.seq, pb.seqVals = true, seqVals
+	return pb, nil
 }
 
 // apply prepares what the batch needs and runs it. Called with mu held and a
@@ -233,35 +289,15 @@ func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
 	if err := t.loadTables(ctx, b); err != nil {
 		return err
 	}
-	pc := t.conn.PgConn()
+	pb, err := t.prepareBatch(ctx, b)
+	if err != nil {
+		return err
+	}
 	batch := &pgconn.Batch{}
-	for i := range b.Changes {
-		c := &b.Changes[i]
-		st, err := t.plan(c)
-		if err != nil {
-			return &mirror.RejectError{Err: err, ChangeIndex: i}
-		}
-		sd, err := t.prepare(ctx, st)
-		if err != nil {
-			return classify(fmt.Errorf("pgtarget: prepare %s of %s: %w", c.Op, c.Table, err), i)
-		}
-		batch.ExecStatement(sd, st.params, nil, nil)
+	for k, sd := range pb.sds {
+		batch.ExecStatement(sd, pb.params[k], nil, nil)
 	}
-	seqStmt, seqVals := t.planSequences(b)
-	if seqStmt != nil {
-		sd, err := t.prepare(ctx, seqStmt)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
-			// A server without pg_sequence_last_value (before 10), say.
-			t.sequencesFailed(err)
-			return t.apply(ctx, b)
-		}
-		if err != nil {
-			return fmt.Errorf("pgtarget: prepare the sequences' statement: %w", err)
-		}
-		batch.ExecStatement(sd, seqStmt.params, nil, nil)
-	}
-	mrr := pc.ExecBatch(ctx, batch)
+	mrr := t.conn.PgConn().ExecBatch(ctx, batch)
 	done := 0
 	var seqRows [][][]byte
 	for mrr.NextResult() {
@@ -277,25 +313,36 @@ func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
 		done++
 	}
 	if err := mrr.Close(); err != nil {
-		var pgErr *pgconn.PgError
-		if seqStmt != nil && done == len(b.Changes) && errors.As(err, &pgErr) {
-			// The sequences' statement failed, which it is written not to
-			// do, and took the batch with it: apply it again without.
-			t.sequencesFailed(err)
+		err, seqFailed := t.batchError(b, pb, done, err)
+		if seqFailed {
 			return t.apply(ctx, b)
 		}
-		if done >= len(b.Changes) {
-			// Every change ran: the error came with the sequences'
-			// statement or the commit.
-			return classify(fmt.Errorf("pgtarget: commit: %w", err), -1)
-		}
-		c := &b.Changes[done]
-		return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done)
+		return err
 	}
-	if seqStmt != nil {
-		t.sequencesDone(seqVals, seqRows)
+	if pb.seq {
+		t.sequencesDone(pb.seqVals, seqRows)
 	}
 	return nil
+}
+
+// batchError turns the error that ended the run of batch b, after done of
+// its statements succeeded, into what Apply returns. seqFailed says it was
+// the sequences' statement that failed, which it is written not to do, and
+// took the batch with it: sequences are then off for the connection
+// (sequencesFailed), and the batch must be applied again without.
+func (t *Target) batchError(b *mirror.Batch, pb *prepared, done int, err error) (_ error, seqFailed bool) {
+	var pgErr *pgconn.PgError
+	if pb.seq && done == len(b.Changes) && errors.As(err, &pgErr) {
+		t.sequencesFailed(err)
+		return fmt.Errorf("pgtarget: the sequences' statement failed: %w", err), true
+	}
+	if done >= len(b.Changes) {
+		// Every change ran: the error came with the sequences' statement
+		// or the commit.
+		return classify(fmt.Errorf("pgtarget: commit: %w", err), -1), false
+	}
+	c := &b.Changes[done]
+	return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done), false
 }
 
 // prepare returns the prepared statement for st, preparing it on first use.

@@ -673,3 +673,131 @@ ALTER TABLE parent DROP CONSTRAINT parent_pkey CASCADE;`)
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// ApplyGroup runs each batch as its own transaction, in one round trip: a
+// batch that violates a constraint is rejected and rolled back as a whole
+// while the batches around it commit, and each batch moves its sequences.
+func TestApplyGroup(t *testing.T) {
+	e := setup(t, pg, Options{}, "CREATE UNIQUE INDEX tokens_v ON tokens (v);")
+	ddl := "CREATE TABLE ser (id bigserial PRIMARY KEY, v text);"
+	exec(t, e.old, ddl+"INSERT INTO ser (v) SELECT 'x' || g FROM generate_series(1, 5) g;")
+	exec(t, e.new, ddl)
+	var err error
+	if e.cat, err = schema.Load(e.ctx, e.old); err != nil {
+		t.Fatal(err)
+	}
+	good := e.capture(t, "public.tokens", "")[0]
+	token := func(n int, v string) mirror.Change {
+		c := targettest.Set(good, "id", mirror.Text(fmt.Sprintf("00000000-0000-0000-0000-%012d", n)))
+		return targettest.Set(c, "v", mirror.Text(v))
+	}
+	missing := token(9, "nine")
+	missing.Table = "public.missing"
+	bs := []*mirror.Batch{
+		{Changes: []mirror.Change{token(1, "one"), token(2, "two")}},
+		{Changes: []mirror.Change{token(3, "three"), token(4, "one")}}, // duplicate v
+		{Changes: e.capture(t, "public.ser", "id <= 2")},
+		{Changes: []mirror.Change{token(5, "five"), missing}},
+		{},
+		{Changes: append(e.capture(t, "public.ser", "id > 2"), token(6, "six"))},
+	}
+	errs := e.target.ApplyGroup(e.ctx, bs)
+	if len(errs) != len(bs) {
+		t.Fatalf("%d results for %d batches", len(errs), len(bs))
+	}
+	for i, want := range []struct {
+		sqlState string
+		index    int
+	}{{}, {"23505", 1}, {}, {"42P01", 1}, {}, {}} {
+		var rej *mirror.RejectError
+		switch {
+		case want.sqlState == "" && errs[i] != nil:
+			t.Errorf("batch %d: %v", i, errs[i])
+		case want.sqlState == "":
+		case !errors.As(errs[i], &rej):
+			t.Errorf("batch %d: got %v, want a RejectError", i, errs[i])
+		case rej.SQLState != want.sqlState || rej.ChangeIndex != want.index:
+			t.Errorf("batch %d: SQLState %q index %d, want %q %d", i, rej.SQLState, rej.ChangeIndex, want.sqlState, want.index)
+		}
+	}
+	var vs []string
+	var xids []string
+	rows, err := e.new.Query(e.ctx, "SELECT v, xmin::text FROM tokens ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v, x string
+		if err := rows.Scan(&v, &x); err != nil {
+			t.Fatal(err)
+		}
+		vs, xids = append(vs, v), append(xids, x)
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	// The rejected batches left nothing; the others committed, each in its
+	// own transaction.
+	if !slices.Equal(vs, []string{"one", "two", "six"}) {
+		t.Fatalf("tokens %q", vs)
+	}
+	if xids[0] != xids[1] || xids[1] == xids[2] {
+		t.Errorf("transaction ids %v: want the first batch in one transaction, the last in another", xids)
+	}
+	e.assertSame(t, "ser")
+	var next int64
+	if err := e.new.QueryRow(e.ctx, "SELECT nextval('ser_id_seq')").Scan(&next); err != nil || next != 6 {
+		t.Errorf("ser_id_seq gave %d (%v), want 6", next, err)
+	}
+	// The target goes on, grouped or not.
+	e.apply(t, token(7, "seven"))
+	if errs := e.target.ApplyGroup(e.ctx, []*mirror.Batch{{Changes: []mirror.Change{token(8, "eight")}}, {Changes: []mirror.Change{token(1, "one again")}}}); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("second group: %v", errs)
+	}
+	e.target.Close()
+	for _, err := range e.target.ApplyGroup(e.ctx, bs[:2]) {
+		if !errors.Is(err, errClosed) {
+			t.Errorf("after Close: %v", err)
+		}
+	}
+}
+
+// A connection lost in the middle of a group fails that batch and every
+// one after it as transient (their outcome is unknown to the caller); the
+// batches before it stay committed and the next call reconnects.
+func TestApplyGroupConnectionLost(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	good := e.capture(t, "public.tokens", "")[0]
+	token := func(n int) mirror.Change {
+		return targettest.Set(good, "id", mirror.Text(fmt.Sprintf("00000000-0000-0000-0000-%012d", n)))
+	}
+	kill := mirror.Change{Op: mirror.OpStatement, Table: "public.log", SQL: "SELECT pg_terminate_backend(pg_backend_pid())"}
+	errs := e.target.ApplyGroup(e.ctx, []*mirror.Batch{
+		{Changes: []mirror.Change{token(1)}},
+		{Changes: []mirror.Change{token(2), kill}},
+		{Changes: []mirror.Change{token(3)}},
+	})
+	if errs[0] != nil {
+		t.Fatalf("batch before the loss: %v", errs[0])
+	}
+	for i, err := range errs[1:] {
+		var rej *mirror.RejectError
+		if err == nil || errors.As(err, &rej) {
+			t.Errorf("batch %d: got %v, want a transient error", i+1, err)
+		}
+	}
+	if errs := e.target.ApplyGroup(e.ctx, []*mirror.Batch{{Changes: []mirror.Change{token(4)}}, {Changes: []mirror.Change{token(5)}}}); errs[0] != nil || errs[1] != nil {
+		t.Fatalf("after reconnecting: %v", errs)
+	}
+	rows, err := e.new.Query(e.ctx, "SELECT right(id::text, 1) FROM tokens ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"1", "4", "5"}) {
+		t.Fatalf("tokens %v, want 1, 4 and 5", ids)
+	}
+}
