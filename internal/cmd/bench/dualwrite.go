@@ -38,8 +38,8 @@ const (
 	// database, for the mirror to have applied everything; the time it took
 	// is reported. A mirror that fell behind is reported, not an error.
 	// The mirror is not waited for with the new database down (it cannot
-	// catch up) or slow (it applies about one transaction per round trip,
-	// so a run's backlog would take minutes at shimDelay).
+	// catch up) or slow (a group of transactions per round trip, so a run's
+	// backlog may still take longer than this at shimDelay).
 	catchUpWait = 15 * time.Second
 	// statusPoll is how often /status is read while waiting.
 	statusPoll = 50 * time.Millisecond
@@ -567,9 +567,11 @@ func dualWriteGoals(rows []dwRow) []goal {
 	// The slow new database's p99 is judged against the prompt one, and
 	// against the stopped one too: a prompt new database applies
 	// everything while the run goes on and competes with the clients for
-	// the CPUs, which a slow one (applying little) does not, so that
-	// comparison alone could hide an increase. With the new database
-	// stopped it is idle as well, and only its slowness differs.
+	// the CPUs, so that comparison alone could hide an increase. A stopped
+	// one costs no applying at all; a slow one applies a group of
+	// transactions per round trip (mirror.max_group), a part of the run's,
+	// so against the stopped one its p99 also carries what that applying
+	// costs on these 2 CPUs.
 	vsLive, allowedLive := p99Increase(rows, dwLive)
 	vsStopped, allowedStopped := p99Increase(rows, dwStopped)
 	lost := lostTotal(rows)
