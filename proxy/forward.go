@@ -497,7 +497,9 @@ func (ss *session) observeReady(msg protocol.Message) {
 	if ok {
 		ss.srv.metrics.ObserveUpstreamLatency(time.Since(r.sent))
 	}
-	if len(msg.Body) > 0 {
+	if len(msg.Body) > 0 && ss.tracking.Load() {
+		// Untracked, a session's search_path changes only by untracked,
+		// which ready has nothing to settle for.
 		ss.path.ready(msg.Body[0], left == 0)
 	}
 	if left == 0 && ss.draining.Load() && ss.txStatus.Load() == 'I' {

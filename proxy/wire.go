@@ -197,15 +197,17 @@ func encodeParse(out []byte, name, sql string, paramOIDs []byte) []byte {
 }
 
 func encodeDescribe(out []byte, kind byte, name string) []byte {
-	out = append(out, 'D')
-	out = binary.BigEndian.AppendUint32(out, uint32(4+1+len(name)+1))
-	out = append(out, kind)
-	out = append(out, name...)
-	return append(out, 0)
+	return encodeNamed(out, 'D', kind, name)
 }
 
 func encodeClose(out []byte, kind byte, name string) []byte {
-	out = append(out, 'C')
+	return encodeNamed(out, 'C', kind, name)
+}
+
+// encodeNamed builds a message whose body is a kind ('S' statement, 'P'
+// portal) and a name: Describe and Close.
+func encodeNamed(out []byte, typ, kind byte, name string) []byte {
+	out = append(out, typ)
 	out = binary.BigEndian.AppendUint32(out, uint32(4+1+len(name)+1))
 	out = append(out, kind)
 	out = append(out, name...)
