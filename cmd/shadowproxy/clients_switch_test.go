@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,18 +28,7 @@ func TestPhaseSwitchCachedStatements(t *testing.T) {
 	oldURL, directURL := oldWithDirect(t, old, clientsSchema)
 	newURL := nw.URL("postgres", "", "postgres")
 	nw.Exec(t, clientsNewSchema)
-	cfgPath := filepath.Join(t.TempDir(), "shadowproxy.toml")
-	setPhase := func(p *proxyProc, phase string) {
-		body := fmt.Sprintf("phase = %q\nreport_dir = %q\n", phase, filepath.Dir(cfgPath))
-		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if p != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGHUP)
-			waitFor(t, "the reload to "+phase, func() bool { return p.status()["phase"] == phase })
-		}
-	}
-	setPhase(nil, "old-only")
+	cfgPath, setPhase := phaseFile(t, "old-only")
 	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL}, "--config", cfgPath)
 
 	classes := t.TempDir()

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,58 +21,33 @@ import (
 // same transcript.
 func transcript(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) string {
 	t.Helper()
-	fe := c.Frontend()
-	ready := 0
-	for _, m := range msgs {
-		fe.Send(m)
-		switch m.(type) {
-		case *pgproto3.Sync, *pgproto3.Query:
-			ready++
-		}
-	}
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for {
-		m, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
+	return converse(t, c, func(m pgproto3.BackendMessage) string {
 		switch m := m.(type) {
 		case *pgproto3.ParseComplete:
-			out = append(out, "1")
+			return "1"
 		case *pgproto3.BindComplete:
-			out = append(out, "2")
+			return "2"
 		case *pgproto3.NoData:
-			out = append(out, "n")
+			return "n"
 		case *pgproto3.ParameterDescription:
-			out = append(out, fmt.Sprintf("t %v", m.ParameterOIDs))
-		case *pgproto3.CommandComplete:
-			out = append(out, "C "+string(m.CommandTag))
+			return fmt.Sprintf("t %v", m.ParameterOIDs)
 		case *pgproto3.DataRow:
 			vals := make([]string, len(m.Values))
 			for i, v := range m.Values {
 				vals[i] = string(v)
 			}
-			out = append(out, "D "+strings.Join(vals, "|"))
+			return "D " + strings.Join(vals, "|")
 		case *pgproto3.RowDescription:
 			names := make([]string, len(m.Fields))
 			for i, f := range m.Fields {
 				names[i] = string(f.Name)
 			}
-			out = append(out, "T "+strings.Join(names, ","))
+			return "T " + strings.Join(names, ",")
 		case *pgproto3.ErrorResponse:
-			out = append(out, "E "+m.Code+" "+m.Message)
-		case *pgproto3.ReadyForQuery:
-			out = append(out, "Z "+string(m.TxStatus))
-			if ready--; ready == 0 {
-				return strings.Join(out, "; ")
-			}
-		default:
-			out = append(out, fmt.Sprintf("%T", m))
+			return "E " + m.Code + " " + m.Message
 		}
-	}
+		return commonAnswer(m)
+	}, msgs...)
 }
 
 // sqlStep is one request of a test client: a simple Query, or extended
@@ -187,18 +159,7 @@ func TestDualWriteSQLPrepare(t *testing.T) {
 		{"update of a table without a key", query("PREPARE nku AS UPDATE nokey SET v = 'none' WHERE k < 0; EXECUTE nku"), "C PREPARE; C UPDATE 0; Z I"},
 		{"discard all", query("DISCARD ALL"), "C DISCARD ALL; Z I"},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	direct, err := pgconn.Connect(ctx, directURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	proxied, err := pgconn.Connect(ctx, p.url("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxied.Close(ctx)
+	direct, proxied := pgconnPair(t, directURL, p)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(tail(p.logs.String(), 6000))
@@ -227,33 +188,10 @@ func TestDualWriteSQLPrepareAcrossPhases(t *testing.T) {
 	oldURL, directURL := oldWithDirect(t, old, prepareSchema)
 	newURL := nw.URL("postgres", "", "postgres")
 	nw.Exec(t, prepareSchema)
-	cfgPath := filepath.Join(t.TempDir(), "shadowproxy.toml")
-	p := (*proxyProc)(nil)
-	setPhase := func(phase string) {
-		body := fmt.Sprintf("phase = %q\nreport_dir = %q\n", phase, filepath.Dir(cfgPath))
-		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if p != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGHUP)
-			waitFor(t, "the reload", func() bool { return p.status()["phase"] == phase })
-		}
-	}
-	setPhase("old-only")
-	p = startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL}, "--config", cfgPath)
+	cfgPath, setPhase := phaseFile(t, "old-only")
+	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + newURL}, "--config", cfgPath)
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	direct, err := pgconn.Connect(ctx, directURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	proxied, err := pgconn.Connect(ctx, p.url("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxied.Close(ctx)
+	direct, proxied := pgconnPair(t, directURL, p)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(tail(p.logs.String(), 6000))
@@ -270,7 +208,7 @@ func TestDualWriteSQLPrepareAcrossPhases(t *testing.T) {
 	// initial copy would.
 	copyRows(t, oldURL, newURL, "true")
 
-	setPhase("dual-write")
+	setPhase(p, "dual-write")
 	runSteps(t, direct, proxied, []sqlStep{
 		{"extended protocol, prepared in old-only", extended("EXECUTE insr('not captured')"), "1; 2; T id,v; D 2|not captured; C INSERT 0 1; Z I"},
 		{"simple protocol, prepared in old-only", query("EXECUTE ins('dual-write')"), "C INSERT 0 1; Z I"},
@@ -290,7 +228,7 @@ func TestDualWriteSQLPrepareAcrossPhases(t *testing.T) {
 	}
 	copyRows(t, oldURL, newURL, "v = 'not captured'") // reported above
 
-	setPhase("old-only")
+	setPhase(p, "old-only")
 	runSteps(t, direct, proxied, []sqlStep{
 		{"prepared with capture, run in old-only", query("EXECUTE insr('old-only again')"), "T id,v; D 6|old-only again; C INSERT 0 1; Z I"},
 		{"extended protocol", extended("EXECUTE insr('old-only ext')"), "1; 2; T id,v; D 7|old-only ext; C INSERT 0 1; Z I"},

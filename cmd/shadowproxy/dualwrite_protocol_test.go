@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,45 +14,21 @@ import (
 // and the command tag, SQLSTATE or first value where there is one.
 func exchange(t *testing.T, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) string {
 	t.Helper()
-	fe := c.Frontend()
-	ready := 0
-	for _, m := range msgs {
-		fe.Send(m)
-		switch m.(type) {
-		case *pgproto3.Sync, *pgproto3.Query:
-			ready++
-		}
-	}
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for {
-		m, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
+	return converse(t, c, func(m pgproto3.BackendMessage) string {
 		switch m := m.(type) {
 		case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.NoData, *pgproto3.CloseComplete:
-		case *pgproto3.CommandComplete:
-			out = append(out, "C "+string(m.CommandTag))
+			return ""
 		case *pgproto3.DataRow:
-			out = append(out, "D "+string(m.Values[0]))
+			return "D " + string(m.Values[0])
 		case *pgproto3.PortalSuspended:
-			out = append(out, "s")
+			return "s"
 		case *pgproto3.RowDescription:
-			out = append(out, fmt.Sprintf("T %d", len(m.Fields)))
+			return fmt.Sprintf("T %d", len(m.Fields))
 		case *pgproto3.ErrorResponse:
-			out = append(out, "E "+m.Code)
-		case *pgproto3.ReadyForQuery:
-			out = append(out, "Z "+string(m.TxStatus))
-			if ready--; ready == 0 {
-				return strings.Join(out, "; ")
-			}
-		default:
-			out = append(out, fmt.Sprintf("%T", m))
+			return "E " + m.Code
 		}
-	}
+		return commonAnswer(m)
+	}, msgs...)
 }
 
 // TestDualWriteProtocolEdges drives the extended protocol the way some
@@ -148,18 +122,7 @@ func TestDualWriteProtocolEdges(t *testing.T) {
 			&pgproto3.Sync{},
 		}, "C INSERT 0 1; Z I"},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	direct, err := pgconn.Connect(ctx, directURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close(ctx)
-	proxied, err := pgconn.Connect(ctx, p.url("postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxied.Close(ctx)
+	direct, proxied := pgconnPair(t, directURL, p)
 	for _, s := range steps {
 		d, v := exchange(t, direct, s.msgs...), exchange(t, proxied, s.msgs...)
 		if d != s.want || v != s.want {
