@@ -2,9 +2,10 @@
 // database that is PostgreSQL.
 //
 // Each batch runs as one transaction over a single connection: its
-// statements are sent in one round trip (a pgconn batch in the implicit
-// transaction of the extended protocol, which commits at the final Sync and
-// rolls back as a whole at the first error). Statements are prepared once
+// statements are sent in one round trip (pgconn's pipeline mode, in the
+// implicit transaction of the extended protocol, which commits at the
+// batch's Sync and rolls back as a whole at the first error). Apply is a
+// group of one (see below): one code path sends and reads every batch. Statements are prepared once
 // per connection and per (table, operation, column set), and kept in an LRU
 // cache (Options.StatementCacheSize).
 //

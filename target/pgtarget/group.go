@@ -173,8 +173,7 @@ func (t *Target) readGroupBatch(p *pgconn.Pipeline, b *mirror.Batch, pb *prepare
 		return fmt.Errorf("pgtarget: pipeline: got %T for a Sync", res), true
 	}
 	if failed != nil {
-		err, _ := t.batchError(b, pb, done, failed)
-		return err, false
+		return t.batchError(b, pb, done, failed), false
 	}
 	if pb.seq {
 		t.sequencesDone(pb.seqVals, seqRows)

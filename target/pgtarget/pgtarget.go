@@ -223,7 +223,9 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 func (t *Target) afterApply(ctx context.Context, err error) (drop bool) {
 	var rej *mirror.RejectError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errSequencesFailed):
+		// The connection is sound; a batch whose sequences' statement
+		// failed goes again without it.
 	case errors.As(err, &rej):
 		if len(rej.SQLState) >= 2 && rej.SQLState[:2] == "42" {
 			// A table or column is missing or different: the new schema
@@ -283,66 +285,39 @@ func (t *Target) prepareBatch(ctx context.Context, b *mirror.Batch) (*prepared, 
 	return pb, nil
 }
 
-// apply prepares what the batch needs and runs it. Called with mu held and a
-// connection open.
+// apply runs one batch, as a group of one (see applyGroup). Called with mu
+// held and a connection open.
 func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
-	if err := t.loadTables(ctx, b); err != nil {
-		return err
+	errs := []error{nil}
+	t.applyGroup(ctx, []*mirror.Batch{b}, errs)
+	if errors.Is(errs[0], errSequencesFailed) {
+		// Sequences are off for the connection now: once more without.
+		return t.apply(ctx, b)
 	}
-	pb, err := t.prepareBatch(ctx, b)
-	if err != nil {
-		return err
-	}
-	batch := &pgconn.Batch{}
-	for k, sd := range pb.sds {
-		batch.ExecStatement(sd, pb.params[k], nil, nil)
-	}
-	mrr := t.conn.PgConn().ExecBatch(ctx, batch)
-	done := 0
-	var seqRows [][][]byte
-	for mrr.NextResult() {
-		var err error
-		if done < len(b.Changes) {
-			_, err = mrr.ResultReader().Close()
-		} else {
-			seqRows, err = readSequenceRows(mrr.ResultReader())
-		}
-		if err != nil {
-			break
-		}
-		done++
-	}
-	if err := mrr.Close(); err != nil {
-		err, seqFailed := t.batchError(b, pb, done, err)
-		if seqFailed {
-			return t.apply(ctx, b)
-		}
-		return err
-	}
-	if pb.seq {
-		t.sequencesDone(pb.seqVals, seqRows)
-	}
-	return nil
+	return errs[0]
 }
 
+// errSequencesFailed wraps the error of a sequences' statement that failed,
+// which it is written not to do, and took its batch with it: sequences
+// are then off for the connection (sequencesFailed), which stays usable,
+// and the batch is to be applied again without.
+var errSequencesFailed = errors.New("pgtarget: the sequences' statement failed")
+
 // batchError turns the error that ended the run of batch b, after done of
-// its statements succeeded, into what Apply returns. seqFailed says it was
-// the sequences' statement that failed, which it is written not to do, and
-// took the batch with it: sequences are then off for the connection
-// (sequencesFailed), and the batch must be applied again without.
-func (t *Target) batchError(b *mirror.Batch, pb *prepared, done int, err error) (_ error, seqFailed bool) {
+// its statements succeeded, into what Apply returns.
+func (t *Target) batchError(b *mirror.Batch, pb *prepared, done int, err error) error {
 	var pgErr *pgconn.PgError
 	if pb.seq && done == len(b.Changes) && errors.As(err, &pgErr) {
 		t.sequencesFailed(err)
-		return fmt.Errorf("pgtarget: the sequences' statement failed: %w", err), true
+		return fmt.Errorf("%w: %w", errSequencesFailed, err)
 	}
 	if done >= len(b.Changes) {
 		// Every change ran: the error came with the sequences' statement
 		// or the commit.
-		return classify(fmt.Errorf("pgtarget: commit: %w", err), -1), false
+		return classify(fmt.Errorf("pgtarget: commit: %w", err), -1)
 	}
 	c := &b.Changes[done]
-	return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done), false
+	return classify(fmt.Errorf("pgtarget: %s %s: %w", c.Op, c.Table, err), done)
 }
 
 // prepare returns the prepared statement for st, preparing it on first use.

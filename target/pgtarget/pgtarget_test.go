@@ -639,6 +639,23 @@ INSERT INTO ser VALUES (-7, 'below the range');`)
 	if got := next("ser_id_seq"); got != 502 {
 		t.Errorf("ser_id_seq next = %d, want 502 (not moved)", got)
 	}
+
+	// In a group the batch comes back to be applied again, and the
+	// connection, which keeps sequences off, with it: the next try applies.
+	grouped, err := New(e.ctx, pg.URL("seq_user", "pw", targettest.DBName("new", t)), Options{Logger: e.target.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer grouped.Close()
+	exec(t, e.old, "INSERT INTO ser VALUES (700, 'grouped with the statement failing')")
+	b := &mirror.Batch{Changes: e.capture(t, "public.ser", "id = 700")}
+	if errs := grouped.ApplyGroup(e.ctx, []*mirror.Batch{b}); !errors.Is(errs[0], errSequencesFailed) {
+		t.Fatalf("ApplyGroup: %v, want the sequences' statement's failure", errs[0])
+	}
+	if errs := grouped.ApplyGroup(e.ctx, []*mirror.Batch{b}); errs[0] != nil {
+		t.Fatalf("ApplyGroup again: %v", errs[0])
+	}
+	e.assertSame(t, "ser")
 }
 
 func TestCheckSchema(t *testing.T) {
