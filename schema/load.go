@@ -145,9 +145,12 @@ func load(ctx context.Context, q Querier, names []string) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema: list tables: %w", err)
 	}
+	// The user functions, for Functions (a whole catalog) and for the
+	// trigger analysis, which otherwise loads them itself when it needs
+	// them.
+	var funcs userFuncs
 	if names == nil {
-		funcs, err := loadUserFuncs(ctx, q)
-		if err != nil {
+		if funcs, err = loadUserFuncs(ctx, q); err != nil {
 			return nil, fmt.Errorf("schema: functions: %w", err)
 		}
 		cat.Functions = writingFunctions(funcs)
@@ -165,7 +168,7 @@ func load(ctx context.Context, q Querier, names []string) (*Catalog, error) {
 	if err := loadKeys(ctx, q, oids, byOID); err != nil {
 		return nil, err
 	}
-	if err := loadTriggers(ctx, q, oids, byOID); err != nil {
+	if err := loadTriggers(ctx, q, oids, byOID, funcs); err != nil {
 		return nil, err
 	}
 	if err := loadTypes(ctx, q, cat); err != nil {
@@ -266,7 +269,7 @@ const (
 	tgInstead  = 1 << 6
 )
 
-func loadTriggers(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
+func loadTriggers(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table, funcs userFuncs) error {
 	type fnSource struct {
 		t   *Table
 		i   int
@@ -315,7 +318,6 @@ func loadTriggers(ctx context.Context, q Querier, oids []uint32, byOID map[uint3
 	if len(sources) == 0 {
 		return nil
 	}
-	var funcs userFuncs
 	for _, s := range sources {
 		tr := &s.t.Triggers[s.i]
 		if tr.Language != "plpgsql" {
