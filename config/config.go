@@ -92,7 +92,15 @@ type MirrorConfig struct {
 	// mirror.GroupTarget), MaxGroupBytes their size. 1: one per round trip.
 	MaxGroup      int   `toml:"max_group"`
 	MaxGroupBytes int64 `toml:"max_group_bytes"`
+	// GroupLinger is how long a transaction the new database could take at
+	// once waits for those committing behind it, to go in one round trip
+	// with them (see mirror.Options.GroupLinger). 0: never.
+	GroupLinger time.Duration `toml:"group_linger"`
 }
+
+// maxGroupLinger bounds mirror.group_linger: it is added to the mirror's
+// lag, which shadow reads wait for.
+const maxGroupLinger = 100 * time.Millisecond
 
 // MirrorDir returns the mirror's directory, defaulting under ReportDir.
 func (c *Config) MirrorDir() string {
@@ -166,8 +174,8 @@ type LimitsConfig struct {
 // Linux.
 type LoopConfig struct {
 	// BusyPoll is how long the loop polls its sockets, instead of sleeping,
-	// after a wait that ended within BusyPoll, when the machine has a CPU
-	// to spare. A sleeping loop is woken by the kernel, which costs some
+	// after a wait of the same kind (for answers, or for clients) that
+	// ended within BusyPoll, when the machine has a CPU to spare. A sleeping loop is woken by the kernel, which costs some
 	// microseconds per round trip; polling trades CPU time for that
 	// latency. Zero turns it off; it is off anyway with fewer than two
 	// CPUs for the proxy (GOMAXPROCS, which follows a container's limit).
@@ -198,7 +206,7 @@ func DefaultConfig() *Config {
 			StartupTimeout:  10 * time.Second,
 			ShutdownTimeout: 30 * time.Second,
 		},
-		Loop:    LoopConfig{BusyPoll: 50 * time.Microsecond},
+		Loop:    LoopConfig{BusyPoll: 200 * time.Microsecond},
 		Rewrite: RewriteConfig{CacheSize: 10000},
 		Shadow: ShadowConfig{
 			SampleRate:    1,
@@ -217,6 +225,7 @@ func DefaultConfig() *Config {
 			FsyncInterval: 100 * time.Millisecond,
 			MaxGroup:      64,
 			MaxGroupBytes: 4 << 20,
+			GroupLinger:   time.Millisecond,
 		},
 	}
 }
@@ -404,6 +413,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mirror.MaxGroupBytes <= 0 {
 		bad("mirror.max_group_bytes", "must be positive, got %d", c.Mirror.MaxGroupBytes)
+	}
+	if c.Mirror.GroupLinger < 0 || c.Mirror.GroupLinger > maxGroupLinger {
+		bad("mirror.group_linger", "want 0 to %v, got %v", maxGroupLinger, c.Mirror.GroupLinger)
 	}
 	if c.Mirror.Fsync == "interval" && c.Mirror.FsyncInterval <= 0 {
 		bad("mirror.fsync_interval", "must be positive")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 )
 
 // GroupTarget is a Target that can apply several batches in one round trip
@@ -86,6 +87,32 @@ func (m *Mirror) collectGroup(head *Batch, fromSpool bool) []*Batch {
 		m.ahead = m.ahead[1:]
 		group = append(group, b)
 		bytes += size
+	}
+}
+
+// linger waits Options.GroupLinger for the transactions committing behind
+// head, a batch just taken from the in-memory queue, to join it in one
+// group, when the target takes groups and fewer than half a group are
+// queued (a longer queue makes a group without waiting). Enqueue's wake-ups
+// meanwhile find nobody waiting and cost nothing.
+func (m *Mirror) linger(head *Batch) {
+	if m.opts.GroupLinger <= 0 || m.opts.MaxGroup <= 1 || hasStatement(head) {
+		return
+	}
+	if _, ok := m.target.(GroupTarget); !ok {
+		return
+	}
+	m.mu.Lock()
+	queued := len(m.memQ)
+	m.mu.Unlock()
+	if queued >= m.opts.MaxGroup/2 {
+		return
+	}
+	t := time.NewTimer(m.opts.GroupLinger)
+	select {
+	case <-t.C:
+	case <-m.ctx.Done():
+		t.Stop()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // groupFake is a fakeTarget that is also a GroupTarget. ApplyGroup applies
@@ -140,6 +141,30 @@ func TestGroupFromMemory(t *testing.T) {
 	if st := m.Stats(); st.Applied != 10 || st.Groups != 1 || st.GroupedBatches != 9 || st.Spooling {
 		t.Fatalf("stats: %+v", st)
 	}
+}
+
+// A transaction taken from an otherwise short queue waits GroupLinger for
+// the ones committing behind it, and they go in one round trip; with the
+// linger off it goes alone at once.
+func TestGroupLinger(t *testing.T) {
+	t.Run("on", func(t *testing.T) {
+		g, m := startGroupMirror(t, func(o *Options) { o.GroupLinger = time.Second })
+		m.Enqueue(batch("public.t", 1))
+		eventually(t, "the applier to take the head", func() bool { return m.Stats().Queued == 0 })
+		time.Sleep(20 * time.Millisecond)
+		if st := m.Stats(); st.Applied != 0 {
+			t.Fatalf("applied %d while lingering", st.Applied)
+		}
+		enqueueRange(m, 2, 5)
+		waitApplied(t, m, 5)
+		checkGroups(t, g, seqRange(1, 5))
+	})
+	t.Run("off", func(t *testing.T) {
+		g, m := startGroupMirror(t, func(o *Options) { o.GroupLinger = -1 })
+		m.Enqueue(batch("public.t", 1))
+		waitApplied(t, m, 1)
+		checkGroups(t, g)
+	})
 }
 
 // MaxGroup and MaxGroupBytes bound a group; MaxGroup 1 turns grouping off.

@@ -695,6 +695,9 @@ func (m *Mirror) runApplier() {
 			m.finish(b, true, false)
 			continue
 		}
+		if !fromSpool {
+			m.linger(b)
+		}
 		if b.Xid != 0 {
 			committed, ok := m.settle(b, fromSpool)
 			if !ok {

@@ -19,8 +19,15 @@ import (
 // adds. Polling for a short while instead catches an answer that comes
 // soon without that wake-up. It costs CPU, so the loop polls only when it
 // is likely to pay and to cost nobody else anything:
-//   - after a sleep that ended within the window (answers come that soon),
-//     until a poll runs out without anything becoming ready;
+//   - after a sleep of the same kind that ended within the window (answers
+//     come that soon), until a poll runs out without anything becoming
+//     ready. Waits come in two kinds, told apart by whether some session
+//     has a request the old database has not answered yet: a wait for an
+//     answer, which on a nearby database comes within the window, and a
+//     wait for clients, which an application that thinks between requests
+//     makes long. Judging them apart keeps a slow client from turning
+//     polling off for the answers, and the answers from turning it on for
+//     every wait for the client (a poll that runs out on each request);
 //   - when the machine has a CPU to spare: no more tasks are runnable than
 //     there are CPUs, as /proc/loadavg said at most a millisecond ago;
 //   - never with fewer than two CPUs for the proxy (GOMAXPROCS, which
@@ -31,14 +38,22 @@ import (
 //
 // It is used by the loop goroutine only.
 type busyPoller struct {
-	loadavg int // /proc/loadavg, or -1 when it cannot be read
-	cpus    int // CPUs the proxy may use
-	useful  bool
+	loadavg int     // /proc/loadavg, or -1 when it cannot be read
+	cpus    int     // CPUs the proxy may use
+	useful  [2]bool // by waitKind: the last wait of that kind ended soon
 	spare   bool
 	lookAt  int64 // when to look at the machine's load again, unix ns
 
 	hits, misses prometheus.Counter
 }
+
+// waitKind is what a wait of the loop is for.
+type waitKind int
+
+const (
+	waitClients waitKind = iota // no session has a request upstream
+	waitAnswer                  // some session waits for the old database
+)
 
 func newBusyPoller(hits, misses prometheus.Counter) *busyPoller {
 	fd, err := syscall.Open("/proc/loadavg", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -55,10 +70,11 @@ func (b *busyPoller) close() {
 	}
 }
 
-// poll polls epfd for up to window when that is worth it (see busyPoller),
-// and returns what epoll_wait found; 0 when the caller should sleep.
-func (b *busyPoller) poll(epfd int, events []syscall.EpollEvent, window time.Duration) (int, error) {
-	if window <= 0 || !b.useful || b.loadavg < 0 || b.cpus < 2 {
+// poll polls epfd for up to window when that is worth it for a wait of
+// kind k (see busyPoller), and returns what epoll_wait found; 0 when the
+// caller should sleep.
+func (b *busyPoller) poll(epfd int, events []syscall.EpollEvent, window time.Duration, k waitKind) (int, error) {
+	if window <= 0 || !b.useful[k] || b.loadavg < 0 || b.cpus < 2 {
 		return 0, nil
 	}
 	now := time.Now()
@@ -80,17 +96,17 @@ func (b *busyPoller) poll(epfd int, events []syscall.EpollEvent, window time.Dur
 			return n, err
 		}
 		if time.Now().After(deadline) {
-			b.useful = false
+			b.useful[k] = false
 			b.misses.Inc()
 			return 0, nil
 		}
 	}
 }
 
-// slept records how a sleep in epoll_wait went: it took d and found n
-// sockets ready.
-func (b *busyPoller) slept(d time.Duration, n int, window time.Duration) {
-	b.useful = n > 0 && d < window
+// slept records how a sleep of kind k in epoll_wait went: it took d and
+// found n sockets ready.
+func (b *busyPoller) slept(d time.Duration, n int, window time.Duration, k waitKind) {
+	b.useful[k] = n > 0 && d < window
 }
 
 // runnable returns the number of tasks runnable on the machine now.

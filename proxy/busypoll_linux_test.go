@@ -70,39 +70,61 @@ func TestBusyPoller(t *testing.T) {
 
 	b := poller("0.10 0.10 0.10 1/100 1\n")
 	defer b.close()
-	if n, _ := b.poll(epfd, events, window); n != 0 || testutil.ToFloat64(b.hits)+testutil.ToFloat64(b.misses) != 0 {
+	if n, _ := b.poll(epfd, events, window, waitAnswer); n != 0 || testutil.ToFloat64(b.hits)+testutil.ToFloat64(b.misses) != 0 {
 		t.Fatalf("polled before any sleep proved short: n=%d", n)
 	}
-	b.slept(window+time.Millisecond, 1, window)
-	if n, _ := b.poll(epfd, events, window); n != 0 || testutil.ToFloat64(b.misses) != 0 {
+	b.slept(window+time.Millisecond, 1, window, waitAnswer)
+	if n, _ := b.poll(epfd, events, window, waitAnswer); n != 0 || testutil.ToFloat64(b.misses) != 0 {
 		t.Fatal("polled after a long sleep")
 	}
-	b.slept(time.Microsecond, 1, window)
+	b.slept(time.Microsecond, 1, window, waitAnswer)
 	go func() {
 		time.Sleep(2 * time.Millisecond)
 		syscall.Write(fds[1], []byte("x"))
 	}()
-	if n, err := b.poll(epfd, events, window); n != 1 || err != nil || testutil.ToFloat64(b.hits) != 1 {
+	if n, err := b.poll(epfd, events, window, waitAnswer); n != 1 || err != nil || testutil.ToFloat64(b.hits) != 1 {
 		t.Fatalf("poll = %d, %v; hits %v: want the socket that became ready while polling", n, err, testutil.ToFloat64(b.hits))
 	}
 	var buf [1]byte
 	syscall.Read(fds[0], buf[:])
-	if n, _ := b.poll(epfd, events, time.Millisecond); n != 0 || testutil.ToFloat64(b.misses) != 1 {
+	if n, _ := b.poll(epfd, events, time.Millisecond, waitAnswer); n != 0 || testutil.ToFloat64(b.misses) != 1 {
 		t.Fatalf("poll with nothing ready = %d, misses %v", n, testutil.ToFloat64(b.misses))
 	}
-	if n, _ := b.poll(epfd, events, window); n != 0 || testutil.ToFloat64(b.misses) != 1 {
+	if n, _ := b.poll(epfd, events, window, waitAnswer); n != 0 || testutil.ToFloat64(b.misses) != 1 {
 		t.Fatal("polled again after a poll ran out")
 	}
+
+	// Waits for clients are judged apart from waits for answers: a long
+	// wait for a client turns polling off for clients only.
+	b.slept(time.Microsecond, 1, window, waitAnswer)
+	b.slept(window+time.Millisecond, 1, window, waitClients)
+	if n, _ := b.poll(epfd, events, window, waitClients); n != 0 || testutil.ToFloat64(b.misses) != 1 {
+		t.Fatal("polled for a client after a long wait for clients")
+	}
+	syscall.Write(fds[1], []byte("x"))
+	if n, _ := b.poll(epfd, events, window, waitAnswer); n != 1 || testutil.ToFloat64(b.hits) != 2 {
+		t.Fatal("a long wait for clients turned off polling for answers")
+	}
+	syscall.Read(fds[0], buf[:])
+	if n, _ := b.poll(epfd, events, time.Millisecond, waitAnswer); n != 0 || testutil.ToFloat64(b.misses) != 2 {
+		t.Fatal("poll for an answer with nothing ready")
+	}
+	b.slept(time.Microsecond, 1, window, waitClients)
+	syscall.Write(fds[1], []byte("x"))
+	if n, _ := b.poll(epfd, events, window, waitClients); n != 1 || testutil.ToFloat64(b.hits) != 3 {
+		t.Fatal("a poll for an answer that ran out turned off polling for clients")
+	}
+	syscall.Read(fds[0], buf[:])
 
 	// A busy machine: more runnable tasks than CPUs.
 	busy := poller("9.00 9.00 9.00 999/1000 1\n")
 	defer busy.close()
-	busy.slept(time.Microsecond, 1, window)
+	busy.slept(time.Microsecond, 1, window, waitAnswer)
 	syscall.Write(fds[1], []byte("x"))
-	if n, _ := busy.poll(epfd, events, window); n != 0 || testutil.ToFloat64(busy.hits) != 0 {
+	if n, _ := busy.poll(epfd, events, window, waitAnswer); n != 0 || testutil.ToFloat64(busy.hits) != 0 {
 		t.Fatal("polled on a machine with no CPU to spare")
 	}
-	if n, _ := b.poll(epfd, events, 0); n != 0 {
+	if n, _ := b.poll(epfd, events, 0, waitAnswer); n != 0 {
 		t.Fatal("polled with busy_poll = 0")
 	}
 
@@ -110,8 +132,8 @@ func TestBusyPoller(t *testing.T) {
 	one := poller("0.10 0.10 0.10 1/100 1\n")
 	defer one.close()
 	one.cpus = 1
-	one.slept(time.Microsecond, 1, window)
-	if n, _ := one.poll(epfd, events, window); n != 0 || testutil.ToFloat64(one.hits) != 0 {
+	one.slept(time.Microsecond, 1, window, waitAnswer)
+	if n, _ := one.poll(epfd, events, window, waitAnswer); n != 0 || testutil.ToFloat64(one.hits) != 0 {
 		t.Fatal("polled with one CPU")
 	}
 }

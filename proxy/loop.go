@@ -41,6 +41,7 @@ type loopExit struct {
 type loopState struct {
 	inLoop     bool
 	loopID     uint64
+	awaiting   bool // has requests upstream, counted in eventLoop.awaiting
 	cfd, ufd   int
 	cr, ur     *protocol.Reader
 	released   chan loopExit

@@ -46,6 +46,11 @@ type eventLoop struct {
 	nextID   uint64
 	closed   bool
 
+	// awaiting counts the sessions in the loop with a request the old
+	// database has not answered: a wait then is a wait for an answer (see
+	// busyPoller). Sessions leave the loop from other goroutines too.
+	awaiting atomic.Int32
+
 	startOnce sync.Once
 	// scanEvery is how often idle sessions are looked for: a quarter of
 	// the shortest idle timeout seen, at most a second.
@@ -260,6 +265,7 @@ func (l *eventLoop) removeLocked(ss *session) {
 // and ss.inLoop is set.
 func (l *eventLoop) release(ss *session, x loopExit) {
 	ss.inLoop = false
+	l.noteAwaiting(ss, false)
 	ss.srv.metrics.EventLoopSessions.Dec()
 	if x.kind == exitDemote {
 		ss.srv.metrics.EventLoopHandovers.Inc()
@@ -358,13 +364,17 @@ func (l *eventLoop) run() {
 			n, err = epollPoll(l.epfd, events)
 		}
 		window := l.srv.cfg.Load().Loop.BusyPoll
+		kind := waitClients
+		if l.awaiting.Load() > 0 {
+			kind = waitAnswer
+		}
 		if n == 0 && err == nil {
-			n, err = l.busy.poll(l.epfd, events, window)
+			n, err = l.busy.poll(l.epfd, events, window, kind)
 		}
 		if n == 0 && err == nil {
 			slept := time.Now()
 			n, err = syscall.EpollWait(l.epfd, events, int(every.Milliseconds()))
-			l.busy.slept(time.Since(slept), n, window)
+			l.busy.slept(time.Since(slept), n, window, kind)
 		}
 		busy = n > 1
 		if err != nil && err != syscall.EINTR {
@@ -439,6 +449,22 @@ func (l *eventLoop) serve(ss *session, side uint64) {
 	}
 	if x != nil {
 		l.release(ss, *x)
+		return
+	}
+	l.noteAwaiting(ss, ss.pending.len() > 0)
+}
+
+// noteAwaiting records whether the session has requests upstream. The
+// caller holds ss.lmu.
+func (l *eventLoop) noteAwaiting(ss *session, a bool) {
+	if a == ss.awaiting {
+		return
+	}
+	ss.awaiting = a
+	if a {
+		l.awaiting.Add(1)
+	} else {
+		l.awaiting.Add(-1)
 	}
 }
 
@@ -575,3 +601,6 @@ func (l *eventLoop) fromUpstream(ss *session) *loopExit {
 	ss.wmu.Unlock()
 	return exit
 }
+
+// awaitingCount is for tests.
+func (l *eventLoop) awaitingCount() int { return int(l.awaiting.Load()) }

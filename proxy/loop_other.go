@@ -19,3 +19,5 @@ func (*eventLoop) leave(*session, loopExit) bool { return false }
 func (*eventLoop) close() {}
 
 func (*eventLoop) writeClient(*session, []byte) bool { return false }
+
+func (*eventLoop) awaitingCount() int { return 0 }

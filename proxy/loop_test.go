@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/shadowproxy/shadowproxy/config"
+	"github.com/shadowproxy/shadowproxy/proxy"
 )
 
 // loopSessions returns how many sessions the event loop serves.
@@ -62,6 +63,20 @@ func TestEventLoopServesAndHandsBack(t *testing.T) {
 	if got := loopSessions(p); got != 1 {
 		t.Fatalf("event loop serves %d sessions, want 1", got)
 	}
+	// While a query runs the loop's waits are waits for an answer (its
+	// busy polling judges those apart); after it, waits for the client.
+	if got := proxy.LoopAwaiting(p.srv); got != 0 {
+		t.Fatalf("%d sessions awaiting an answer while idle", got)
+	}
+	sleeping := make(chan error, 1)
+	go func() { _, err := c.Exec(ctx, "select pg_sleep(0.5)"); sleeping <- err }()
+	eventually(t, "the loop to count the sleeping query", func() bool { return proxy.LoopAwaiting(p.srv) == 1 })
+	if err := <-sleeping; err != nil {
+		t.Fatal(err)
+	}
+	if got := proxy.LoopAwaiting(p.srv); got != 0 {
+		t.Fatalf("%d sessions awaiting an answer after it came", got)
+	}
 
 	// A pipeline whose middle message is larger than the loop's buffer:
 	// the loop forwards what comes before it and hands the session over
@@ -103,6 +118,17 @@ func TestEventLoopServesAndHandsBack(t *testing.T) {
 	}
 	if _, err := c.Exec(ctx, "commit"); err != nil {
 		t.Fatal(err)
+	}
+	// A session leaving the loop in the middle of a request is not left
+	// counted as awaiting an answer.
+	go func() { _, err := c.Exec(ctx, "select pg_sleep(0.3), length($1::text)", big); sleeping <- err }()
+	if err := <-sleeping; err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	eventually(t, "the session to leave the loop", func() bool { return loopSessions(p) == 0 })
+	if got := proxy.LoopAwaiting(p.srv); got != 0 {
+		t.Fatalf("%d sessions awaiting an answer with none in the loop", got)
 	}
 }
 

@@ -85,6 +85,7 @@ func startDualWrite(ctx context.Context, cfg *config.Config, m *metrics.Metrics,
 		FsyncInterval: cfg.Mirror.FsyncInterval,
 		MaxGroup:      cfg.Mirror.MaxGroup,
 		MaxGroupBytes: cfg.Mirror.MaxGroupBytes,
+		GroupLinger:   groupLinger(cfg.Mirror.GroupLinger),
 		Resolver:      xidResolver(cfg),
 		Logger:        log.With("component", "mirror"),
 	})
@@ -254,4 +255,13 @@ func (dw *dualWrite) status() mirrorStatus {
 func (dw *dualWrite) close(ctx context.Context) error {
 	dw.schema.close() // before the mirror closes the target it uses
 	return errors.Join(dw.shadower.Close(ctx), dw.mirror.Close(ctx), dw.catalog.Close(ctx))
+}
+
+// groupLinger maps mirror.group_linger (0: off) to the mirror's option (0:
+// the default, negative: off).
+func groupLinger(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
