@@ -25,8 +25,10 @@ type reader interface {
 // batchReader is a reader that runs several requests' reads at once.
 type batchReader interface {
 	// readBatch runs the reads of reqs and sets out[i] to what reqs[i]'s
-	// came back with, as read would return it.
-	readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult)
+	// came back with, as read would return it. Unless timed is set, the
+	// reader may leave the results' Elapsed zero (not measured) when that
+	// makes the batch cheaper for the database.
+	readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult, timed bool)
 }
 
 // errUnreachable wraps failures to reach a database (connect, lost

@@ -188,12 +188,17 @@ func (p *pgReader) readOn(ctx context.Context, conn *pgConn, w *worker, r *Reque
 var _ batchReader = (*pgReader)(nil)
 
 // readBatch implements batchReader: the reads go out in one pipeline on
-// one connection, each in its own implicit transaction (a Sync after
-// each), so that one read's error does not touch the others. A read's
-// latency is the time from the previous read's end (or from sending the
-// batch) to its own end: how long the server took with it, with the round
-// trip counted once.
-func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult) {
+// one connection. A timed batch has a Sync after each read: each runs in
+// its own implicit transaction, and the server flushes each answer, so
+// that a read's latency is the time from the previous read's end (or from
+// sending the batch) to its own end: how long the server took with it,
+// with the round trip counted once. An untimed batch has one Sync at the
+// end, and the server flushes once: its reads run in one implicit
+// transaction (each with its own snapshot under READ COMMITTED, all of
+// them started after the mirror caught up), their Elapsed is left zero,
+// and a read's error makes the server skip the reads after it, which are
+// then run again.
+func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, out []readResult, timed bool) {
 	started := time.Now()
 	conn, err := p.acquire(ctx)
 	if err != nil {
@@ -218,7 +223,7 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 		groups[r.SearchPath] = append(groups[r.SearchPath], i)
 	}
 	for k, path := range paths {
-		if !p.readGroup(ctx, conn, w, reqs, groups[path], out) {
+		if !p.readGroup(ctx, conn, w, reqs, groups[path], out, timed) {
 			// The connection failed: the groups not run yet fail with it.
 			for _, rest := range paths[k+1:] {
 				for _, i := range groups[rest] {
@@ -232,12 +237,15 @@ func (p *pgReader) readBatch(ctx context.Context, w *worker, reqs []*Request, ou
 
 // readGroup runs the reads idx of reqs, which share a search_path, as
 // readBatch describes. It returns false when the connection failed.
-func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs []*Request, idx []int, out []readResult) bool {
+func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs []*Request, idx []int, out []readResult, timed bool) bool {
 	started := time.Now()
 	timeout := w.s.opts.Timeout
 	fail := func(idx []int, err error) {
 		for _, i := range idx {
 			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, started)
+			if r := out[i].res; r != nil && !timed && !r.Err.Timeout {
+				r.Elapsed = 0 // an untimed batch's (see readBatch)
+			}
 		}
 	}
 	if err := conn.setSearchPath(ctx, reqs[idx[0]].SearchPath); err != nil {
@@ -270,6 +278,11 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 	for _, i := range run {
 		r := reqs[i]
 		pl.SendQueryPrepared(names[i], r.Params, r.ParamFormats, r.ResultFormats)
+		if timed {
+			pl.SendPipelineSync()
+		}
+	}
+	if !timed {
 		pl.SendPipelineSync()
 	}
 	last := time.Now()
@@ -278,9 +291,17 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 		fail(run, err)
 		return false
 	}
-	var retry []int
+	var retry, skipped []int
 	for k, i := range run {
-		res, held, err := pipelineResult(w, pl, reqs[i].Truncated)
+		var res *compare.Result
+		var held int64
+		var err error
+		synced := timed || k == len(run)-1
+		if synced {
+			res, held, err = pipelineResult(w, pl, reqs[i].Truncated)
+		} else {
+			res, held, err = nextResult(w, pl, reqs[i].Truncated)
+		}
 		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
@@ -298,13 +319,29 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 			return false
 		}
 		now := time.Now()
-		if out[i].res != nil {
-			out[i].res.Elapsed = now.Sub(last)
+		if r := out[i].res; r != nil {
+			switch {
+			case timed:
+				r.Elapsed = now.Sub(last)
+			case r.Err == nil || !r.Err.Timeout:
+				r.Elapsed = 0 // not timed; a timeout's says it took that long
+			}
 		}
 		last = now
+		if !synced && errors.As(err, &pgErr) {
+			// The server skipped the reads after this one, to the Sync.
+			if err := awaitSync(pl); err != nil {
+				_ = pl.Close()
+				fail(run[k+1:], err)
+				return false
+			}
+			skipped = run[k+1:]
+			break
+		}
 	}
 	if err := pl.Close(); err != nil && conn.IsClosed() {
 		fail(retry, err)
+		fail(skipped, err)
 		return false
 	}
 	for _, i := range retry {
@@ -312,7 +349,39 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 		conn.forget(reqs[i].sql(), portableOIDs(reqs[i].ParamOIDs, len(reqs[i].Params)))
 		out[i].res, out[i].held, out[i].err = p.readOn(ctx, conn, w, reqs[i], reqs[i].Truncated, true)
 	}
+	if len(skipped) > 0 {
+		return p.readGroup(ctx, conn, w, reqs, skipped, out, false)
+	}
 	return !conn.IsClosed()
+}
+
+// nextResult reads the next read's result of a pipeline whose Sync comes
+// later: the result, or the error that ended it — a *pgconn.PgError of the
+// query (the server then skips to the Sync: see awaitSync), errDecode, or
+// the connection's.
+func nextResult(w *worker, pl *pgconn.Pipeline, digestOnly bool) (*compare.Result, int64, error) {
+	got, err := pl.GetResults()
+	if err != nil {
+		return nil, 0, err
+	}
+	rr, ok := got.(*pgconn.ResultReader)
+	if !ok {
+		return nil, 0, fmt.Errorf("shadow: pipeline: %T where a result was due", got)
+	}
+	return collectRows(w, rr, digestOnly)
+}
+
+// awaitSync reads a pipeline up to its Sync after an error made the server
+// skip what came before it.
+func awaitSync(pl *pgconn.Pipeline) error {
+	got, err := pl.GetResults()
+	if err != nil {
+		return err
+	}
+	if _, ok := got.(*pgconn.PipelineSync); !ok {
+		return fmt.Errorf("shadow: pipeline: %T where a Sync was due", got)
+	}
+	return nil
 }
 
 // pipelineResult reads the next read's result of a pipeline and the Sync

@@ -67,6 +67,9 @@ type Shadower struct {
 	newDB  reader
 	oldDB  *pgReader // nil without OldURL
 	prep   *lru.Cache[string, *prepared]
+	// untimed makes every batch untimed (see worker.timedBatch); for
+	// tests.
+	untimed bool
 
 	classMu sync.Mutex
 	classes map[string]*class
@@ -112,6 +115,9 @@ type class struct {
 	noisy         atomic.Bool
 	warned        atomic.Bool // first mismatch logged
 	loggedIgnored atomic.Bool // first not-compared event written to the event log
+	// timed counts the reads whose latency on the new database was
+	// measured (see worker.timedBatch).
+	timed atomic.Int64
 }
 
 // New starts a Shadower. Connections to the databases are opened on first
