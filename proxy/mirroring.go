@@ -525,6 +525,14 @@ func (m *Mirroring) takeChunks(seq uint64) []uint64 {
 	return chunks
 }
 
+// notePrepared records that the transaction journaled at seq was
+// prepared as gid (PREPARE TRANSACTION succeeded).
+func (m *Mirroring) notePrepared(gid string, seq uint64) {
+	m.mu.Lock()
+	m.prepared[gid] = seq
+	m.mu.Unlock()
+}
+
 // resolvePrepared resolves the transaction prepared as gid (PREPARE
 // TRANSACTION) once COMMIT PREPARED or ROLLBACK PREPARED of it succeeded.
 func (m *Mirroring) resolvePrepared(gid string, committed bool) {

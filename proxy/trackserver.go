@@ -95,7 +95,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	case 'C', 'I': // CommandComplete, EmptyQueryResponse
 		switch e.kind {
 		case expCommit:
-			ss.resolveCommit(e.seq, msg)
+			ss.resolveCommit(e.seq, nil, msg)
 			ss.dropTx()
 			return nil, true
 		case expExecute:
@@ -110,7 +110,11 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 			if e.sqlEff != nil {
 				e.sqlEff.done()
 			}
-			ss.resolveCommit(e.seq, msg)
+			var st *rewrite.Statement
+			if e.portal != nil {
+				st = e.portal.st
+			}
+			ss.resolveCommit(e.seq, st, msg)
 			if e.portal != nil {
 				ss.statementComplete(e.portal.st, e.portal.mode, msg, e.portal)
 			} else {
@@ -149,7 +153,7 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 			}
 			st, mode, _ := e.q.current()
 			if st != nil && (st.TxOp == rewrite.Commit || st.TxOp == rewrite.Prepare) {
-				ss.resolveCommit(e.seq, msg)
+				ss.resolveCommit(e.seq, st, msg)
 			}
 			ss.statementComplete(st, mode, msg, nil)
 			e.q.idx++
@@ -201,15 +205,25 @@ func (ss *session) trackServer(msg protocol.Message) (out []byte, replace bool) 
 	return nil, false
 }
 
-// resolveCommit tells the journal how the COMMIT of a journaled
-// transaction ended, from its CommandComplete: "COMMIT", or "ROLLBACK" for
-// a transaction that had failed.
-func (ss *session) resolveCommit(seq uint64, msg protocol.Message) {
+// resolveCommit tells the journal how the COMMIT or PREPARE TRANSACTION
+// st of a journaled transaction ended, from its CommandComplete: "COMMIT";
+// "ROLLBACK" for a transaction that had failed; "PREPARE TRANSACTION",
+// after which the gid stands for the transaction until COMMIT PREPARED or
+// ROLLBACK PREPARED resolves it (resolvePrepared). The gid is taken only
+// from the server's answer: a PREPARE that failed (its gid in use, say)
+// must not take the gid of the transaction that holds it. An error
+// resolves the transaction as aborted (trackServer).
+func (ss *session) resolveCommit(seq uint64, st *rewrite.Statement, msg protocol.Message) {
 	if seq == 0 || msg.Type != 'C' {
 		return
 	}
 	tag, _, _ := protocol.CString(msg.Body)
-	ss.srv.mirroring.resolve(seq, string(tag) == "COMMIT")
+	m := ss.srv.mirroring
+	if string(tag) == "PREPARE TRANSACTION" && st != nil && st.TxOp == rewrite.Prepare {
+		m.notePrepared(st.Name, seq)
+	} else {
+		m.resolve(seq, string(tag) == "COMMIT")
+	}
 	ss.exp.setSeq(0)
 }
 

@@ -73,7 +73,8 @@ const beginStmt = "__shadowproxy_begin"
 // mirror's journal before the client's COMMIT (or PREPARE TRANSACTION) is
 // forwarded. The images of statements still in flight must arrive first:
 // the server is asked to flush its output and the proxy waits for every
-// earlier response. It returns the journal position, or 0.
+// earlier response. It returns the journal position, or 0; the server's
+// answer resolves it (resolveCommit).
 func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement) uint64 {
 	if !ss.txWrote {
 		return 0
@@ -102,12 +103,6 @@ func (ss *session) journalBeforeCommit(w *upstreamWriter, st *rewrite.Statement)
 	seq, ok := m.journalTx(b, chunks)
 	if !ok {
 		return 0
-	}
-	if st.TxOp == rewrite.Prepare {
-		m.mu.Lock()
-		m.prepared[st.Name] = seq
-		m.mu.Unlock()
-		return 0 // resolved by COMMIT PREPARED, or by asking the old database
 	}
 	return seq
 }
