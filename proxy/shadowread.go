@@ -242,19 +242,8 @@ func paramOIDsOf(st *stmtState) []uint32 {
 	if p := st.paramTypes.Load(); p != nil {
 		return *p
 	}
-	raw := st.paramOIDs
-	if len(raw) < 2 {
-		return nil
-	}
-	n := int(binary.BigEndian.Uint16(raw))
-	if len(raw) < 2+4*n {
-		return nil
-	}
-	out := make([]uint32, n)
-	for i := range n {
-		out[i] = binary.BigEndian.Uint32(raw[2+4*i:])
-	}
-	return out
+	// Parse's parameter type section has ParameterDescription's layout.
+	return parseParamDescription(st.paramOIDs)
 }
 
 // shadowServer feeds a shadowed request's responses to its capture. It is

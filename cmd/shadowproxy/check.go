@@ -107,14 +107,8 @@ func (sc *schemaCheck) close() {
 // runCheck is `shadowproxy check`: compare the new database's tables with
 // the old database's before dual-write, and exit 4 when they differ.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "TOML configuration `file` (its old and new URLs)")
-	oldURL := fs.String("old", "", "postgres:// `URL` of the old database (or $"+config.EnvOld+")")
-	newURL := fs.String("new", "", "postgres:// or mysql:// `URL` of the new database (or $"+config.EnvNew+")")
-	format := fs.String("format", "text", "output `format`: text or json")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: shadowproxy check [--config FILE] [--old URL] [--new URL] [--format text|json]
+	c := newDBCommand("check", "postgres:// or mysql://", stderr)
+	cfg, status, ok := c.load(args, `usage: shadowproxy check [--config FILE] [--old URL] [--new URL] [--format text|json]
 
 Compares the tables the mirror writes with the new database's: missing
 tables and columns, NOT NULL columns the old tables lack, missing keys, and
@@ -122,28 +116,16 @@ column types that may refuse or change values. Exit status: 0 no problem,
 4 problems, 1 error.
 
 `)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || (*format != "text" && *format != "json") {
-		if err == nil {
-			fs.Usage()
-		}
-		return 2
-	}
-	cfg, err := loadDatabases("check", *configPath, *oldURL, *newURL)
-	if err != nil {
-		fmt.Fprintln(stderr, "shadowproxy check:", err)
-		return 1
+	if !ok {
+		return status
 	}
 	problems, err := checkSchema(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "shadowproxy check:", err)
 		return 1
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"problems": append([]schema.Problem{}, problems...)}); err != nil {
+	if *c.format == "json" {
+		if err := writeJSON(stdout, map[string]any{"problems": append([]schema.Problem{}, problems...)}); err != nil {
 			fmt.Fprintln(stderr, "shadowproxy check:", err)
 			return 1
 		}
@@ -161,28 +143,83 @@ column types that may refuse or change values. Exit status: 0 no problem,
 	return 0
 }
 
-// loadDatabases builds the configuration of a command that compares the
-// two databases: the file, the environment, then the flags; both URLs are
-// required.
-func loadDatabases(command, configPath, oldURL, newURL string) (*config.Config, error) {
-	cfg, err := config.Load(configPath)
+// dbCommand is what the commands that compare the two databases share:
+// the flags --config, --old, --new and --format, and how they make the
+// configuration.
+type dbCommand struct {
+	name   string
+	fs     *flag.FlagSet
+	stderr io.Writer
+
+	configPath, oldURL, newURL, format *string
+}
+
+// newDBCommand defines the shared flags of command name, whose new
+// database may be of the kinds newKinds ("postgres://", say). The command
+// adds its own flags to fs before load.
+func newDBCommand(name, newKinds string, stderr io.Writer) *dbCommand {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &dbCommand{
+		name:       name,
+		fs:         fs,
+		stderr:     stderr,
+		configPath: fs.String("config", "", "TOML configuration `file` (its old and new URLs)"),
+		oldURL:     fs.String("old", "", "postgres:// `URL` of the old database (or $"+config.EnvOld+")"),
+		newURL:     fs.String("new", "", newKinds+" `URL` of the new database (or $"+config.EnvNew+")"),
+		format:     fs.String("format", "text", "output `format`: text or json"),
+	}
+}
+
+// load parses args (usage is the help text before the flags) and builds
+// the configuration: the file, the environment, then the flags; both URLs
+// are required. When ok is false it has reported why on stderr and the
+// command exits with status: 2 for bad usage, 1 for a bad configuration.
+func (c *dbCommand) load(args []string, usage string) (cfg *config.Config, status int, ok bool) {
+	c.fs.Usage = func() {
+		fmt.Fprint(c.stderr, usage)
+		c.fs.PrintDefaults()
+	}
+	if err := c.fs.Parse(args); err != nil || c.fs.NArg() > 0 || (*c.format != "text" && *c.format != "json") {
+		if err == nil {
+			c.fs.Usage()
+		}
+		return nil, 2, false
+	}
+	cfg, err := c.configuration()
+	if err != nil {
+		fmt.Fprintf(c.stderr, "shadowproxy %s: %v\n", c.name, err)
+		return nil, 1, false
+	}
+	return cfg, 0, true
+}
+
+func (c *dbCommand) configuration() (*config.Config, error) {
+	cfg, err := config.Load(*c.configPath)
 	if err != nil {
 		return nil, err
 	}
 	cfg.ApplyEnv(os.Getenv)
-	if oldURL != "" {
-		cfg.Old = oldURL
+	if *c.oldURL != "" {
+		cfg.Old = *c.oldURL
 	}
-	if newURL != "" {
-		cfg.New = newURL
+	if *c.newURL != "" {
+		cfg.New = *c.newURL
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.New == "" {
-		return nil, &config.FieldError{Field: "new", Err: errors.New("required by " + command)}
+		return nil, &config.FieldError{Field: "new", Err: errors.New("required by " + c.name)}
 	}
 	return cfg, nil
+}
+
+// writeJSON writes v to w as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // checkSchema reads the old database's catalog and compares the new

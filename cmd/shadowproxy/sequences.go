@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -21,15 +19,9 @@ import (
 // owned by the columns it writes; the others (a sequence the application
 // calls nextval on itself) only this moves.
 func runSequences(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sequences", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "TOML configuration `file` (its old and new URLs)")
-	oldURL := fs.String("old", "", "postgres:// `URL` of the old database (or $"+config.EnvOld+")")
-	newURL := fs.String("new", "", "postgres:// `URL` of the new database (or $"+config.EnvNew+")")
-	apply := fs.Bool("apply", false, "move the sequences that are behind past the old database's values")
-	format := fs.String("format", "text", "output `format`: text or json")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: shadowproxy sequences [--config FILE] [--old URL] [--new URL] [--apply] [--format text|json]
+	c := newDBCommand("sequences", "postgres://", stderr)
+	apply := c.fs.Bool("apply", false, "move the sequences that are behind past the old database's values")
+	cfg, status, ok := c.load(args, `usage: shadowproxy sequences [--config FILE] [--old URL] [--new URL] [--apply] [--format text|json]
 
 Lists the sequences of the new (Postgres) database whose next value the old
 database's sequence of the same name has already handed out; --apply moves
@@ -37,33 +29,20 @@ them past it (never backwards). Run it before the new database takes
 writes. Exit status: 0 none behind (or all moved), 4 some behind, 1 error.
 
 `)
-		fs.PrintDefaults()
+	if !ok {
+		return status
 	}
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || (*format != "text" && *format != "json") {
-		if err == nil {
-			fs.Usage()
-		}
-		return 2
+	if u, err := url.Parse(cfg.New); err == nil && u.Scheme == "mysql" {
+		fmt.Fprintln(stdout, "the new database is MySQL: its AUTO_INCREMENT counters move with the ids the mirror inserts")
+		return 0
 	}
-	cfg, err := loadDatabases("sequences", *configPath, *oldURL, *newURL)
-	if err == nil {
-		if u, perr := url.Parse(cfg.New); perr == nil && u.Scheme == "mysql" {
-			fmt.Fprintln(stdout, "the new database is MySQL: its AUTO_INCREMENT counters move with the ids the mirror inserts")
-			return 0
-		}
-	}
-	var behind []schema.SequenceBehind
-	if err == nil {
-		behind, err = sequencesBehind(ctx, cfg, *apply)
-	}
+	behind, err := sequencesBehind(ctx, cfg, *apply)
 	if err != nil {
 		fmt.Fprintln(stderr, "shadowproxy sequences:", err)
 		return 1
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"behind": append([]schema.SequenceBehind{}, behind...), "moved": *apply}); err != nil {
+	if *c.format == "json" {
+		if err := writeJSON(stdout, map[string]any{"behind": append([]schema.SequenceBehind{}, behind...), "moved": *apply}); err != nil {
 			fmt.Fprintln(stderr, "shadowproxy sequences:", err)
 			return 1
 		}
