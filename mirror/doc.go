@@ -127,9 +127,14 @@
 // After the applier takes a batch that is ready (its transaction known to
 // have committed) it adds the batches behind it that are ready at once,
 // from the same source (the in-memory queue, or the spool), up to
-// Options.MaxGroup batches and Options.MaxGroupBytes. It never waits for a
-// group: a batch not yet enqueued or read, a pending one (its outcome
-// unknown) or an aborted one ends the group, and is dealt with as before.
+// Options.MaxGroup batches and Options.MaxGroupBytes. A batch from the
+// in-memory queue with fewer than half a group queued behind it first
+// waits Options.GroupLinger (1ms) for the transactions committing behind
+// it: a new database that keeps up would otherwise get one round trip,
+// and a wake-up on both sides, per transaction. Beyond that it never waits
+// for a group: a batch not yet enqueued or read, a pending one (its
+// outcome unknown) or an aborted one ends the group, and is dealt with as
+// before.
 // Batches with an OpStatement change are never grouped: they are applied
 // alone with Apply, because a transient error makes the mirror apply again
 // batches that may have committed, which only row images (upserts and

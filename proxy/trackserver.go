@@ -219,10 +219,14 @@ func (ss *session) resolveCommit(seq uint64, st *rewrite.Statement, msg protocol
 	}
 	tag, _, _ := protocol.CString(msg.Body)
 	m := ss.srv.mirroring
-	if string(tag) == "PREPARE TRANSACTION" && st != nil && st.TxOp == rewrite.Prepare {
-		m.notePrepared(st.Name, seq)
-	} else {
+	switch {
+	case string(tag) != "PREPARE TRANSACTION":
 		m.resolve(seq, string(tag) == "COMMIT")
+	case st != nil:
+		m.notePrepared(st.Name, seq)
+	default:
+		// Prepared, its gid unknown: the mirror asks the old database how
+		// the transaction ended.
 	}
 	ss.exp.setSeq(0)
 }

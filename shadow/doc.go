@@ -21,9 +21,13 @@
 //	              Postgres with the client's own parameter types, bytes and
 //	              formats and result formats (pgconn, a read-only session,
 //	              named prepared statements; a batch goes out as one
-//	              pipeline with a Sync after each read, so that each keeps
-//	              its own error, and a read's latency counts from the end of
-//	              the one before it); MySQL one by one, with the text of
+//	              pipeline. A timed batch (one in four, or any with a
+//	              read of a class with few timed reads) has a Sync after
+//	              each read, so that a read's latency counts from the end
+//	              of the one before it; the others end in one Sync, so
+//	              that the server flushes once, leave latencies unset,
+//	              and run again the reads an error made it skip); MySQL
+//	              one by one, with the text of
 //	              rewrite.TranslateToMySQL and the parameters converted like
 //	              the mirror's row images (mysqltarget.Converter; binary ones
 //	              decoded by type first)

@@ -214,16 +214,15 @@ const (
 
 // timedBatch reports whether the batch of jobs has its reads timed.
 func (w *worker) timedBatch(jobs []*job) bool {
-	every, least := uint64(timedEvery), int64(minTimed)
 	if w.s.untimed { // tests
-		every, least = 0, 0
+		return false
 	}
 	w.batches++
-	if every > 0 && w.batches%every == 0 {
+	if w.batches%timedEvery == 0 {
 		return true
 	}
 	for _, j := range jobs {
-		if j.cls.timed.Load() < least {
+		if j.cls.timed.Load() < minTimed {
 			return true
 		}
 	}
