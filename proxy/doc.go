@@ -25,8 +25,9 @@
 // COPY FROM, DDL, a COMMIT with results still due, fsync = always — hands
 // the session to its goroutines, which go on from the same buffered bytes
 // and state; they give it back at a quiet moment (less eagerly each time).
-// Between a request and its answer the loop may poll briefly instead of
-// sleeping (busypoll_linux.go, loop.busy_poll).
+// The loop may poll briefly instead of sleeping when waits of the same kind
+// (for the old database's answers, or for the clients) have been ending
+// that soon (busypoll_linux.go, loop.busy_poll).
 //
 // # Dual-write
 //
