@@ -27,8 +27,15 @@
 //     (--dualwrite-rounds, --dualwrite-duration). It reports throughput
 //     relative to old-only, the p99 transaction latency computed from
 //     pgbench's per-transaction logs (--log), and the mirror's figures from
-//     the proxy's /status after each run. It needs the shadowproxy binary
-//     (--proxy): dual-write is wired up in cmd/shadowproxy.
+//     the proxy's /status after each run, and each process's CPU time per
+//     transaction (the proxy's, the old and the new Postgres servers').
+//     Then, without the proxy, it runs the same script directly on the old
+//     database as written and with the RETURNING lists the proxy appends
+//     to its writes (rewrite.PlanCapture), in alternating rounds: what the
+//     capture costs the old database by itself, which no proxy can win
+//     back on a machine whose CPUs the old database shares. It needs the
+//     shadowproxy binary (--proxy): dual-write is wired up in
+//     cmd/shadowproxy.
 //   - shadowread: select-only pgbench (-c 8 -j 2 -M extended) through
 //     the proxy in phase old-only and in phase shadow-read (`shadowproxy
 //     serve --new … --phase shadow-read --report-dir …`, [shadow]

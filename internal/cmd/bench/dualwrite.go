@@ -80,6 +80,9 @@ type dwTarget struct {
 	name   string // in the table
 	slug   string // in file names
 	newURL string // the proxy's new database; "" in old-only
+	// oldDir and newDir are the data directories of the old and the new
+	// Postgres, whose CPU time is measured.
+	oldDir, newDir string
 }
 
 // waitsForMirror reports whether the mirror is expected to catch up soon
@@ -91,8 +94,9 @@ type dwRun struct {
 	pgbenchResult
 	P99MS float64
 	// ProxyCPU is the CPU time the proxy used during the run, its
-	// background mirror work included.
-	ProxyCPU time.Duration
+	// background mirror work included; OldCPU and NewCPU are the old and
+	// the new Postgres servers'.
+	ProxyCPU, OldCPU, NewCPU time.Duration
 	// Mirror is /status at the end of the run, Final after the wait for
 	// the mirror to catch up (the same when not waited for). Zero in
 	// old-only.
@@ -146,6 +150,9 @@ func dualwriteSection(ctx context.Context, e *env) (rep *report, err error) {
 		{kind: dwStopped, name: "dual-write, new stopped", slug: "dw-stopped", newURL: pgURL(deadPort)},
 		{kind: dwDelayed, name: fmt.Sprintf("dual-write, new +%d ms", shimDelay.Milliseconds()), slug: "dw-delayed", newURL: pgURL(shim.Addr().Port)},
 	}
+	for i := range targets {
+		targets[i].oldDir, targets[i].newDir = e.pg.Dir, nw.Dir
+	}
 	runs, err := e.interleaveDualWrite(ctx, targets, nw.SuperURL())
 	if err != nil {
 		return nil, err
@@ -154,8 +161,12 @@ func dualwriteSection(ctx context.Context, e *env) (rep *report, err error) {
 	for i, t := range targets {
 		rows[i] = summarizeDualWrite(t, runs[t.kind])
 	}
+	cc, err := e.measureCaptureCost(ctx, e.opts.dwRounds, e.opts.dwDuration)
+	if err != nil {
+		return nil, fmt.Errorf("the capture's cost to the old database: %w", err)
+	}
 	return &report{
-		text:  formatDualWriteTable(rows, e.opts.dwRounds, seconds(e.opts.dwDuration)),
+		text:  formatDualWriteTable(rows, e.opts.dwRounds, seconds(e.opts.dwDuration)) + cc.format(seconds(e.opts.dwDuration)),
 		goals: dualWriteGoals(rows),
 	}, nil
 }
@@ -215,8 +226,8 @@ func (e *env) interleaveDualWrite(ctx context.Context, targets []dwTarget, newDB
 
 // describeRun is a run's progress line.
 func describeRun(t dwTarget, r dwRun) string {
-	s := fmt.Sprintf("%-26s %6.0f tps  avg %6.2f ms  p99 %6.2f ms  proxy CPU %3.0f µs/txn",
-		t.name, r.TPS, r.LatencyMS, r.P99MS, r.cpuPerTxnMicros())
+	s := fmt.Sprintf("%-26s %6.0f tps  avg %6.2f ms  p99 %6.2f ms  CPU µs/txn: proxy %3.0f old %3.0f new %3.0f",
+		t.name, r.TPS, r.LatencyMS, r.P99MS, r.cpuPerTxnMicros(), microsPerTxn(r.OldCPU, r.Txns), microsPerTxn(r.NewCPU, r.Txns))
 	if t.newURL == "" {
 		return s
 	}
@@ -286,7 +297,7 @@ func (e *env) dualWriteRun(ctx context.Context, t dwTarget, tag string, d time.D
 		return run, err
 	}
 	prefix := filepath.Join(logDir, "txn")
-	cpu0, err := p.cpuTime()
+	cpu0, err := runCPU(p, t.oldDir, t.newDir)
 	if err != nil {
 		return run, err
 	}
@@ -295,11 +306,11 @@ func (e *env) dualWriteRun(ctx context.Context, t dwTarget, tag string, d time.D
 		return run, fmt.Errorf("%s: %w", t.name, err)
 	}
 	ended := time.Now()
-	cpu1, err := p.cpuTime()
+	cpu1, err := runCPU(p, t.oldDir, t.newDir)
 	if err != nil {
 		return run, err
 	}
-	run.ProxyCPU = cpu1 - cpu0
+	run.ProxyCPU, run.OldCPU, run.NewCPU = cpu1.proxy-cpu0.proxy, cpu1.old-cpu0.old, cpu1.new-cpu0.new
 	if run.pgbenchResult, err = parsePGBench(out); err != nil {
 		return run, fmt.Errorf("%s: %w\n%s", t.name, err, tailLines(out, 20))
 	}
@@ -413,7 +424,9 @@ type dwRow struct {
 	target                dwTarget
 	TPS, LatencyMS, P99MS float64
 	P99Min, P99Max        float64 // the spread of the rounds' p99
-	ProxyCPUMicros        float64 // the proxy's CPU time per transaction
+	// ProxyCPUMicros, OldCPUMicros and NewCPUMicros are the proxy's and
+	// the two Postgres servers' CPU time per transaction.
+	ProxyCPUMicros, OldCPUMicros, NewCPUMicros float64
 	// The mirror at the end of the run (NaN in old-only): last_seq,
 	// applied, and waiting in memory and in the spool.
 	Mirrored, Applied, Queued, Spooled float64
@@ -426,10 +439,12 @@ type dwRow struct {
 // summarizeDualWrite takes the medians of a scenario's runs.
 func summarizeDualWrite(t dwTarget, runs []dwRun) dwRow {
 	r := dwRow{target: t, Rounds: len(runs)}
-	var tps, lat, p99, cpu, mirrored, applied, queued, spooled, catchUp []float64
+	var tps, lat, p99, cpu, oldCPU, newCPU, mirrored, applied, queued, spooled, catchUp []float64
 	for _, x := range runs {
 		tps = append(tps, x.TPS)
 		cpu = append(cpu, x.cpuPerTxnMicros())
+		oldCPU = append(oldCPU, microsPerTxn(x.OldCPU, x.Txns))
+		newCPU = append(newCPU, microsPerTxn(x.NewCPU, x.Txns))
 		lat = append(lat, x.LatencyMS)
 		p99 = append(p99, x.P99MS)
 		if t.newURL == "" {
@@ -448,7 +463,7 @@ func summarizeDualWrite(t dwTarget, runs []dwRun) dwRow {
 		}
 	}
 	r.TPS, r.LatencyMS, r.P99MS = median(tps), median(lat), median(p99)
-	r.ProxyCPUMicros = median(cpu)
+	r.ProxyCPUMicros, r.OldCPUMicros, r.NewCPUMicros = median(cpu), median(oldCPU), median(newCPU)
 	r.P99Min, r.P99Max = math.NaN(), math.NaN()
 	if len(p99) > 0 {
 		r.P99Min, r.P99Max = slices.Min(p99), slices.Max(p99)
@@ -504,13 +519,14 @@ func formatDualWriteTable(rows []dwRow, rounds, secs int) string {
 		shimDelay.Milliseconds())
 	b.WriteString("  a prompt new database applies during the run, on the same CPUs as the clients, proxy and old database\n")
 	b.WriteString("  proxy CPU: the proxy process's user+system time during the run, its mirror included, per transaction\n")
+	b.WriteString("  old/new DB CPU: the same for each Postgres server (postmaster, backends and background processes)\n")
 	b.WriteString("  mirrored/applied/queued/spooled: transactions, from the proxy's /status at the end of each run\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "target\ttps\t×old-only\tavg ms\tp99 ms\tp99 range\tproxy CPU µs/txn\tmirrored\tapplied\tqueued\tspooled\tcaught up after")
+	fmt.Fprintln(tw, "target\ttps\t×old-only\tavg ms\tp99 ms\tp99 range\tCPU µs/txn: proxy\told DB\tnew DB\tmirrored\tapplied\tqueued\tspooled\tcaught up after")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.target.name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s–%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.target.name,
 			num(r.TPS, 0), num(tpsRatio(rows, r.target.kind), 2), num(r.LatencyMS, 2), num(r.P99MS, 2),
-			num(r.P99Min, 1), num(r.P99Max, 1), num(r.ProxyCPUMicros, 0),
+			num(r.P99Min, 1), num(r.P99Max, 1), num(r.ProxyCPUMicros, 0), num(r.OldCPUMicros, 0), num(r.NewCPUMicros, 0),
 			num(r.Mirrored, 0), num(r.Applied, 0), num(r.Queued, 0), num(r.Spooled, 0), catchUpText(r))
 	}
 	tw.Flush()

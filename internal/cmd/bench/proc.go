@@ -371,3 +371,24 @@ func serverCPU(dataDir string) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// cpuTimes is the CPU time used so far by a run's proxy and its two
+// Postgres servers.
+type cpuTimes struct{ proxy, old, new time.Duration }
+
+// runCPU reads the CPU time used so far by the proxy p and by the
+// Postgres servers in oldDir and newDir.
+func runCPU(p *bgProc, oldDir, newDir string) (cpuTimes, error) {
+	var cpu cpuTimes
+	var err error
+	if cpu.proxy, err = p.cpuTime(); err != nil {
+		return cpu, err
+	}
+	if cpu.old, err = serverCPU(oldDir); err != nil {
+		return cpu, fmt.Errorf("old Postgres: %w", err)
+	}
+	if cpu.new, err = serverCPU(newDir); err != nil {
+		return cpu, fmt.Errorf("new Postgres: %w", err)
+	}
+	return cpu, nil
+}

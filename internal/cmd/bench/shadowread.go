@@ -455,7 +455,7 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 		}
 	}()
 
-	cpu0, err := srCPU(p, t)
+	cpu0, err := runCPU(p, t.oldDir, t.newDir)
 	if err != nil {
 		return run, err
 	}
@@ -463,7 +463,7 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 	if err != nil {
 		return run, fmt.Errorf("%s: %w", t.name, err)
 	}
-	cpu1, err := srCPU(p, t)
+	cpu1, err := runCPU(p, t.oldDir, t.newDir)
 	if err != nil {
 		return run, err
 	}
@@ -498,27 +498,6 @@ func (e *env) shadowReadRun(ctx context.Context, t srTarget, tag string, d time.
 		}
 	}
 	return run, nil
-}
-
-// srCPUTimes is the CPU time used so far by a run's proxy and its two
-// Postgres servers.
-type srCPUTimes struct{ proxy, old, new time.Duration }
-
-// srCPU reads the CPU time used so far by the proxy p and by the old and
-// the new Postgres servers of t.
-func srCPU(p *bgProc, t srTarget) (srCPUTimes, error) {
-	var cpu srCPUTimes
-	var err error
-	if cpu.proxy, err = p.cpuTime(); err != nil {
-		return cpu, err
-	}
-	if cpu.old, err = serverCPU(t.oldDir); err != nil {
-		return cpu, fmt.Errorf("old Postgres: %w", err)
-	}
-	if cpu.new, err = serverCPU(t.newDir); err != nil {
-		return cpu, fmt.Errorf("new Postgres: %w", err)
-	}
-	return cpu, nil
 }
 
 // checkShadowed rejects a run in which the proxy compared no read: it did
