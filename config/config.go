@@ -223,7 +223,7 @@ func DefaultConfig() *Config {
 			MaxTxBytes:    256 << 20,
 			Fsync:         "interval",
 			FsyncInterval: 100 * time.Millisecond,
-			MaxGroup:      64,
+			MaxGroup:      256,
 			MaxGroupBytes: 4 << 20,
 			GroupLinger:   time.Millisecond,
 		},

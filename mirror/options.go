@@ -111,7 +111,7 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// MaxGroup bounds how many batches the applier hands a GroupTarget in
 	// one round trip, each still its own transaction; MaxGroupBytes bounds
-	// their estimated size. Defaults 64 and 4 MiB. MaxGroup 1 (or a
+	// their estimated size. Defaults 256 and 4 MiB. MaxGroup 1 (or a
 	// negative value) applies one batch per round trip.
 	MaxGroup      int
 	MaxGroupBytes int64
@@ -166,7 +166,7 @@ const (
 	defaultRetryMin           = 100 * time.Millisecond
 	defaultRetryMax           = 15 * time.Second
 	defaultCheckpointInterval = time.Second
-	defaultMaxGroup           = 64
+	defaultMaxGroup           = 256
 	defaultMaxGroupBytes      = 4 << 20
 	defaultResolveWait        = 2 * time.Second
 	defaultGroupLinger        = time.Millisecond

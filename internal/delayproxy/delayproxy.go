@@ -14,12 +14,18 @@ import (
 // or unanswered connection shows well within it.
 const dialTimeout = 5 * time.Second
 
-// chunkBuffer is the size of one read from the target, and queueChunks how
-// many read chunks may wait for their delay: together they bound what one
-// connection holds in memory (2 MiB) before the target is made to wait.
+// chunkBuffer is the size of one read from the target. queueBytes bounds
+// what one connection holds waiting for its delay before the target is
+// made to wait; queueChunks bounds the number of chunks, whatever their
+// size. The bound is in bytes because a server answering a pipeline
+// flushes at every Sync: a group of a few hundred transactions comes back
+// as as many small chunks, and a bound of 64 chunks made the shim hold the
+// 65th until the first was written, a delay per 64 answers rather than one
+// for all, which no network does.
 const (
 	chunkBuffer = 32 << 10
-	queueChunks = 64
+	queueBytes  = 2 << 20
+	queueChunks = 1 << 14
 )
 
 // Proxy is a running forwarder. It is safe for concurrent use.
@@ -208,6 +214,7 @@ type chunk struct {
 func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 	queue := make(chan chunk, queueChunks)
 	readErr := make(chan error, 1)
+	var held byteBudget
 	go func() {
 		defer close(queue)
 		buf := make([]byte, chunkBuffer)
@@ -215,6 +222,7 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 			n, err := src.Read(buf)
 			if n > 0 {
 				c := chunk{data: append([]byte(nil), buf[:n]...), due: time.Now().Add(p.delay)}
+				held.take(n)
 				select {
 				case queue <- c:
 				case <-p.done:
@@ -235,6 +243,7 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 	var writeErr error
 	for c := range queue {
 		if writeErr != nil {
+			held.give(len(c.data))
 			continue // drain, so that the reader is never stuck on a full queue
 		}
 		if wait := time.Until(c.due); wait > 0 {
@@ -251,12 +260,47 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 			writeErr = err
 			abort()
 		}
+		held.give(len(c.data))
 	}
 	// The queue is closed only after the reader has put its result.
 	if err := <-readErr; err != nil && writeErr == nil {
 		return err
 	}
 	return writeErr
+}
+
+// byteBudget counts the bytes read and not yet written or dropped, and
+// holds the reader while they exceed queueBytes. The writer gives back
+// every chunk it takes from the queue, written or dropped, so the reader
+// waits only while there is something ahead of it to give back.
+type byteBudget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	held int
+}
+
+// take waits until n more bytes fit (always when nothing is held), then
+// counts them.
+func (b *byteBudget) take(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	for b.held > 0 && b.held+n > queueBytes {
+		b.cond.Wait()
+	}
+	b.held += n
+}
+
+// give returns n bytes taken before.
+func (b *byteBudget) give(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held -= n
+	if b.cond != nil {
+		b.cond.Broadcast()
+	}
 }
 
 // closeWrite half-closes c when it supports it (TCP), else closes it.

@@ -181,6 +181,49 @@ func TestDelayDoesNotAccumulate(t *testing.T) {
 	}
 }
 
+// A server answering a pipeline flushes at every Sync: many small chunks.
+// Each is still delayed once, however many are waiting, as on a network
+// with that latency. A bound on the number of waiting chunks (64, before)
+// held the 65th until the first was written, so that it and everything
+// after it came a second delay late.
+func TestManySmallChunksDelayedOnce(t *testing.T) {
+	const (
+		delay = time.Second
+		n     = 200
+		gap   = time.Millisecond
+	)
+	target := server(t, func(c net.Conn) {
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return
+		}
+		for range n {
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				return
+			}
+			time.Sleep(gap)
+		}
+		closeWrite(c)
+	})
+	c := dial(t, newProxy(t, target, delay))
+	start := time.Now()
+	if _, err := c.Write([]byte("g")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d bytes, want %d", len(got), n)
+	}
+	// The target writes them within about n*gap (twice that, on a loaded
+	// machine); a second delay would make it 2*delay.
+	if took, most := time.Since(start), delay+2*n*gap+slack; took > most {
+		t.Errorf("%d chunks took %v, want at most %v: the shim delays them in waves", n, took, most)
+	}
+}
+
 // A megabyte each way arrives intact and in order, and the client's
 // half-close reaches the target (the echo ends, its half-close comes back).
 func TestForwardsBytesAndHalfClose(t *testing.T) {

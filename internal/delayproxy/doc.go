@@ -7,8 +7,11 @@
 //
 // The delay is a latency, not a throughput limit: each chunk is due its
 // delay after it was read, so chunks read 1 ms apart are written 1 ms apart,
-// and a pipelined conversation takes one delay, not one per chunk. Order is
-// kept. End of stream is forwarded as a half-close in both directions (the
+// and a pipelined conversation takes one delay, not one per chunk, however
+// many chunks it comes back in (a server answering a pipeline flushes at
+// every Sync). What waits is bounded in bytes (2 MiB per connection);
+// beyond that the server is made to wait, as a full network would. Order
+// is kept. End of stream is forwarded as a half-close in both directions (the
 // server's after its delayed data), so protocols that shut down one side
 // first work through it.
 //

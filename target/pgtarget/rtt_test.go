@@ -19,12 +19,13 @@ import (
 // BenchmarkMirrorRTT measures how many transactions per second the mirror
 // applies to a new database behind an artificial round-trip time (the
 // delayproxy shim holds every answer for rtt), one transaction per round
-// trip (max_group 1) against grouped (64, the default). Each iteration
-// enqueues txs one-row transactions and waits until they are applied.
+// trip (max_group 1) against grouped (64, the default before, and 256,
+// the default). Each iteration enqueues txs one-row transactions and waits
+// until they are applied.
 func BenchmarkMirrorRTT(b *testing.B) {
 	e := setup(b, pg, Options{}, "")
 	tmpl := e.capture(b, "public.items", "")[0]
-	const txs = 256
+	const txs = 512
 	for _, rtt := range []time.Duration{2 * time.Millisecond, 5 * time.Millisecond} {
 		u, err := url.Parse(e.newURL)
 		if err != nil {
@@ -36,7 +37,7 @@ func BenchmarkMirrorRTT(b *testing.B) {
 		}
 		b.Cleanup(func() { dp.Close() })
 		u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(dp.Addr().Port))
-		for _, group := range []int{1, 64} {
+		for _, group := range []int{1, 64, 256} {
 			b.Run(fmt.Sprintf("rtt=%v/max_group=%d", rtt, group), func(b *testing.B) {
 				ctx := context.Background()
 				tgt, err := New(ctx, u.String(), Options{})
