@@ -110,6 +110,12 @@
 // the applier had already taken it from memory it is applied all the same,
 // and repairing its dirty tables covers both cases.
 //
+// The applier runs on a thread of its own at a lower CPU priority (nice
+// 10, on Linux): decoding spooled batches and encoding groups for the new
+// database must not take a CPU from the proxy's clients, and a backlog
+// may wait. A backlog is not starved: the kernel still gives a nice-10
+// thread about a tenth of a contended CPU, and all of an idle one.
+//
 // The applier retries transient errors with capped exponential backoff,
 // never skipping ahead. A *RejectError (the new database refused the data)
 // dead-letters the whole batch (it was one transaction, rolled back as a

@@ -679,6 +679,7 @@ func (m *Mirror) Close(ctx context.Context) error {
 // runApplier applies batches in Seq order until Close.
 func (m *Mirror) runApplier() {
 	defer m.wg.Done()
+	lowerPriority()
 	for {
 		b, fromSpool, dropped, ok := m.nextBatch()
 		if !ok {
