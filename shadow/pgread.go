@@ -243,8 +243,8 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 	fail := func(idx []int, err error) {
 		for _, i := range idx {
 			out[i].res, out[i].held, out[i].err = pgFailure(ctx, err, timeout, started)
-			if r := out[i].res; r != nil && !timed && !r.Err.Timeout {
-				r.Elapsed = 0 // an untimed batch's (see readBatch)
+			if !timed {
+				untime(out[i].res)
 			}
 		}
 	}
@@ -319,13 +319,10 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 			return false
 		}
 		now := time.Now()
-		if r := out[i].res; r != nil {
-			switch {
-			case timed:
-				r.Elapsed = now.Sub(last)
-			case r.Err == nil || !r.Err.Timeout:
-				r.Elapsed = 0 // not timed; a timeout's says it took that long
-			}
+		if r := out[i].res; r != nil && timed {
+			r.Elapsed = now.Sub(last)
+		} else {
+			untime(r)
 		}
 		last = now
 		if !synced && errors.As(err, &pgErr) {
@@ -353,6 +350,14 @@ func (p *pgReader) readGroup(ctx context.Context, conn *pgConn, w *worker, reqs 
 		return p.readGroup(ctx, conn, w, reqs, skipped, out, false)
 	}
 	return !conn.IsClosed()
+}
+
+// untime leaves the Elapsed of an untimed batch's read unset (see
+// readBatch), unless it timed out: a timeout says how long it took.
+func untime(r *compare.Result) {
+	if r != nil && (r.Err == nil || !r.Err.Timeout) {
+		r.Elapsed = 0
+	}
 }
 
 // nextResult reads the next read's result of a pipeline whose Sync comes
@@ -388,14 +393,7 @@ func awaitSync(pl *pgconn.Pipeline) error {
 // after it: the result, or the error that ended it — a *pgconn.PgError of
 // the query, errDecode, or the connection's.
 func pipelineResult(w *worker, pl *pgconn.Pipeline, digestOnly bool) (res *compare.Result, held int64, err error) {
-	got, err := pl.GetResults()
-	if err == nil {
-		rr, ok := got.(*pgconn.ResultReader)
-		if !ok {
-			return nil, 0, fmt.Errorf("shadow: pipeline: %T where a result was due", got)
-		}
-		res, held, err = collectRows(w, rr, digestOnly)
-	}
+	res, held, err = nextResult(w, pl, digestOnly)
 	var pgErr *pgconn.PgError
 	if err != nil && !errors.As(err, &pgErr) && !errors.Is(err, errDecode) {
 		return nil, 0, err

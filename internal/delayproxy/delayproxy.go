@@ -1,6 +1,7 @@
 package delayproxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // dialTimeout bounds the connection to the target; on loopback a refused
@@ -214,7 +217,12 @@ type chunk struct {
 func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 	queue := make(chan chunk, queueChunks)
 	readErr := make(chan error, 1)
-	var held byteBudget
+	// What the reader has queued and the writer not yet written or
+	// dropped, bounded by queueBytes. The writer releases every chunk it
+	// takes from the queue, so an Acquire waits only while there is
+	// something ahead of it to release, and a chunk (at most chunkBuffer)
+	// always fits when nothing is held.
+	held := semaphore.NewWeighted(queueBytes)
 	go func() {
 		defer close(queue)
 		buf := make([]byte, chunkBuffer)
@@ -222,7 +230,7 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 			n, err := src.Read(buf)
 			if n > 0 {
 				c := chunk{data: append([]byte(nil), buf[:n]...), due: time.Now().Add(p.delay)}
-				held.take(n)
+				_ = held.Acquire(context.Background(), int64(n)) // fails only for a cancelled context
 				select {
 				case queue <- c:
 				case <-p.done:
@@ -243,7 +251,7 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 	var writeErr error
 	for c := range queue {
 		if writeErr != nil {
-			held.give(len(c.data))
+			held.Release(int64(len(c.data)))
 			continue // drain, so that the reader is never stuck on a full queue
 		}
 		if wait := time.Until(c.due); wait > 0 {
@@ -260,47 +268,13 @@ func (p *Proxy) copyDelayed(dst io.Writer, src io.Reader, abort func()) error {
 			writeErr = err
 			abort()
 		}
-		held.give(len(c.data))
+		held.Release(int64(len(c.data)))
 	}
 	// The queue is closed only after the reader has put its result.
 	if err := <-readErr; err != nil && writeErr == nil {
 		return err
 	}
 	return writeErr
-}
-
-// byteBudget counts the bytes read and not yet written or dropped, and
-// holds the reader while they exceed queueBytes. The writer gives back
-// every chunk it takes from the queue, written or dropped, so the reader
-// waits only while there is something ahead of it to give back.
-type byteBudget struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	held int
-}
-
-// take waits until n more bytes fit (always when nothing is held), then
-// counts them.
-func (b *byteBudget) take(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cond == nil {
-		b.cond = sync.NewCond(&b.mu)
-	}
-	for b.held > 0 && b.held+n > queueBytes {
-		b.cond.Wait()
-	}
-	b.held += n
-}
-
-// give returns n bytes taken before.
-func (b *byteBudget) give(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.held -= n
-	if b.cond != nil {
-		b.cond.Broadcast()
-	}
 }
 
 // closeWrite half-closes c when it supports it (TCP), else closes it.

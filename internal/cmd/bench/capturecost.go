@@ -105,6 +105,7 @@ func (e *env) measureCaptureCost(ctx context.Context, rounds int, d time.Duratio
 		return cc, err
 	}
 	scripts := [2]string{filepath.Join(e.dir, "tpcb-plain.sql"), filepath.Join(e.dir, "tpcb-captured.sql")}
+	names := [2]string{"old database, as written", "old database, with RETURNING"}
 	for i, s := range []string{tpcbScript, captured} {
 		if err := os.WriteFile(scripts[i], []byte(s), 0o644); err != nil {
 			return cc, err
@@ -134,10 +135,9 @@ func (e *env) measureCaptureCost(ctx context.Context, rounds int, d time.Duratio
 			if err != nil {
 				return cc, fmt.Errorf("%s: %w\n%s", filepath.Base(scripts[i]), err, tailLines(out, 20))
 			}
-			tps[i] = append(tps[i], r.TPS)
-			cpu[i] = append(cpu[i], microsPerTxn(cpu1-cpu0, r.Txns))
-			e.logf("capture cost round %d/%d: %-30s %6.0f tps  old DB CPU %3.0f µs/txn", round+1, rounds,
-				[2]string{"old database, as written", "old database, with RETURNING"}[i], r.TPS, microsPerTxn(cpu1-cpu0, r.Txns))
+			perTxn := microsPerTxn(cpu1-cpu0, r.Txns)
+			tps[i], cpu[i] = append(tps[i], r.TPS), append(cpu[i], perTxn)
+			e.logf("capture cost round %d/%d: %-30s %6.0f tps  old DB CPU %3.0f µs/txn", round+1, rounds, names[i], r.TPS, perTxn)
 		}
 	}
 	cc.PlainTPS, cc.CapturedTPS = median(tps[0]), median(tps[1])
