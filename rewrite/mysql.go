@@ -1014,6 +1014,10 @@ func (t *translator) expr(n *pg.Node) {
 	case *pg.Node_SubLink:
 		t.subLink(x.SubLink)
 	case *pg.Node_RowExpr:
+		if len(x.RowExpr.GetArgs()) == 0 {
+			t.unsupported("ROW() without columns") // MySQL has no empty row
+			return
+		}
 		t.w("(")
 		t.exprList(x.RowExpr.GetArgs())
 		t.w(")")

@@ -223,6 +223,7 @@ var unsupportedCases = []struct{ pg, construct string }{
 	{"DELETE FROM t WHERE id = ANY($1)", "= ANY/ALL(array parameter or expression)"},
 	{"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", "WITH"},
 	{"UPDATE t SET a = b, b = a", "SET reading a column assigned before it"},
+	{"INSERT INTO a (a) VALUES (0) ON CONFLICT (a) DO UPDATE SET a = row()", "ROW() without columns"},
 	{"UPDATE t SET a = 1, b = t.a + 1", "SET reading a column assigned before it"},
 	{"INSERT INTO t (k, v) VALUES (1, 2) ON CONFLICT (k) DO UPDATE SET v = 1, w = v", "SET reading a column assigned before it"},
 	{"INSERT INTO t (k, v) VALUES (1, 2) ON CONFLICT (k) DO UPDATE SET v = 1, w = 2 WHERE t.v > 0", "ON CONFLICT WHERE reading an assigned column"},
