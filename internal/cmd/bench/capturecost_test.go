@@ -58,11 +58,17 @@ func TestCaptureCostFormat(t *testing.T) {
 	if s := (captureCost{}).format(5); s != "" {
 		t.Errorf("not measured: %q, want nothing", s)
 	}
-	s := captureCost{PlainTPS: 6000, CapturedTPS: 5100, PlainCPUMicros: 210, CapturedCPUMicros: 245, Rounds: 4}.format(5)
+	s := captureCost{
+		PlainTPS: 6000, CapturedTPS: 5100, LogicalTPS: 4800,
+		PlainCPUMicros: 210, CapturedCPUMicros: 245, LogicalCPUMicros: 262, ConsumerCPUMicros: 14.6,
+		Rounds: 4,
+	}.format(5)
 	for _, want := range []string{
 		"the capture's cost to the old database alone (no proxy; pgbench -f, median of 4 interleaved 5 s runs):\n",
 		"  TPC-B-like with the RETURNING lists the proxy appends: 5100 tps, 0.85× the script as written (6000 tps);\n",
 		"  old DB CPU 245 µs/txn against 210\n",
+		"  4800 tps, 0.80× as written; old DB CPU 262 µs/txn, its walsender included, and the consumer's 15 µs/txn\n",
+		"  (all with wal_level = logical, set for these runs only)\n",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("no %q in\n%s", want, s)

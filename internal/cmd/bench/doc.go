@@ -31,10 +31,15 @@
 //     transaction (the proxy's, the old and the new Postgres servers').
 //     Then, without the proxy, it runs the same script directly on the old
 //     database as written and with the RETURNING lists the proxy appends
-//     to its writes (rewrite.PlanCapture), in alternating rounds: what the
+//     to its writes (rewrite.PlanCapture), in rotating rounds: what the
 //     capture costs the old database by itself, which no proxy can win
-//     back on a machine whose CPUs the old database shares. It needs the
-//     shadowproxy binary (--proxy): dual-write is wired up in
+//     back on a machine whose CPUs the old database shares. For
+//     comparison a third variant runs the script as written while
+//     Postgres's logical decoding streams its changes (pgoutput, a slot per
+//     run) to pg_recvlogical, which discards them: the cost of the other
+//     way to capture the stored rows. These rounds restart the old
+//     database with wal_level = logical and set it back after. It needs
+//     the shadowproxy binary (--proxy): dual-write is wired up in
 //     cmd/shadowproxy.
 //   - shadowread: select-only pgbench (-c 8 -j 2 -M extended) through
 //     the proxy in phase old-only and in phase shadow-read (`shadowproxy
