@@ -365,7 +365,7 @@ func TestParseOptions(t *testing.T) {
 	}
 	if !slices.Equal(o.clients, []int{1, 8}) || o.rounds != 5 || o.duration != 5*time.Second ||
 		o.idleClients != 2000 || !slices.Equal(o.sections, []string{"pgbench", "dualwrite", "shadowread", "idle"}) ||
-		o.dwRounds != 4 || o.dwDuration != 5*time.Second || o.srRounds != 3 || o.srDuration != 5*time.Second {
+		o.dwRounds != 4 || o.dwDuration != 5*time.Second || o.srRounds != 5 || o.srDuration != 5*time.Second {
 		t.Errorf("defaults %+v", o)
 	}
 	// dualwrite and shadowread need the binary; the error says how to do

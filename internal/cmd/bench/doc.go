@@ -6,7 +6,7 @@
 //	bench [--proxy bin/shadowproxy] [--duration 5s] [--rounds 5] [--clients 1,8]
 //	      [--scale 10] [--idle-clients 2000] [--sections pgbench,dualwrite,shadowread,idle]
 //	      [--dualwrite-duration 5s] [--dualwrite-rounds 4]
-//	      [--shadowread-duration 5s] [--shadowread-rounds 3]
+//	      [--shadowread-duration 5s] [--shadowread-rounds 5]
 //	      [--cpuprofile FILE] [--strict] [--keep]
 //
 // It starts a throwaway Postgres (internal/testdb), loads a pgbench data set
