@@ -19,13 +19,24 @@ type GroupTarget interface {
 	// ApplyGroup applies the batches in order, each as its own transaction
 	// (one batch's failure must not undo another's), and returns one error
 	// per batch, in the same order: nil (committed), a *RejectError (the
-	// batch was refused and rolled back, as for Apply), or any other error
-	// (transient: the batch did not commit, or the target cannot tell). After
-	// a transient error the batches behind it may or may not have
-	// committed; the mirror applies them again, in order. ApplyGroup must
-	// not modify the batches.
+	// batch was refused and rolled back, as for Apply), ErrNotApplied (the
+	// target stopped before the batch, after an earlier one failed), or any
+	// other error (transient: the batch did not commit, or the target
+	// cannot tell). After a transient error the batches behind it may or
+	// may not have committed; the mirror applies them again, in order.
+	// ApplyGroup must not modify the batches.
 	ApplyGroup(ctx context.Context, bs []*Batch) []error
 }
+
+// ErrNotApplied is what ApplyGroup returns for the batches it did not run
+// because an earlier one of the group failed and the target stops there
+// (a MySQL multi-statement query stops at its first error). They are not
+// failures: the mirror applies them again at once, without a backoff or a
+// retry counted. A target that stops at the first failure never applies a
+// batch behind one that has not committed, which a target that goes on
+// may do (then the failed one, retried alone, is applied over newer rows
+// until the ones behind it are applied again).
+var ErrNotApplied = errors.New("mirror: not applied: an earlier batch of the group failed")
 
 // collectGroup returns head, which the applier took and found committed,
 // followed by the batches behind it that are ready to apply at once, for
@@ -154,7 +165,9 @@ func hasStatement(b *Batch) bool {
 // alone (so that a group that cannot complete, within ApplyTimeout say,
 // still makes progress), then the rest as a group again. Batches behind the
 // failed one that did commit are applied again, after it, which leaves the
-// row images they wrote, as a replay after a crash does.
+// row images they wrote, as a replay after a crash does. A target that
+// stops at the failed batch reports those behind it ErrNotApplied, and
+// they go again at once, as a group.
 func (m *Mirror) applyGroup(group []*Batch) bool {
 	gt := m.target.(GroupTarget)
 	backoff := m.opts.RetryMin
@@ -172,7 +185,8 @@ func (m *Mirror) applyGroup(group []*Batch) bool {
 			// Progress: the next batch is on its first attempt.
 			attempt, backoff = 1, m.opts.RetryMin
 		}
-		if err == nil {
+		if err == nil || n > 0 && errors.Is(err, ErrNotApplied) {
+			// ErrNotApplied after progress: the rest go again at once.
 			continue
 		}
 		if m.ctx.Err() != nil {
@@ -198,8 +212,9 @@ func (m *Mirror) applyGroupOnce(gt GroupTarget, group []*Batch) []error {
 }
 
 // finishGroup finishes the batches of group that errs reports applied or
-// rejected, up to the first transient error, and returns how many it
-// finished and that error. A missing result counts as transient.
+// rejected, up to the first other error (transient, or ErrNotApplied), and
+// returns how many it finished and that error. A missing result counts as
+// transient.
 func (m *Mirror) finishGroup(group []*Batch, errs []error) (int, error) {
 	for i, b := range group {
 		if i >= len(errs) {

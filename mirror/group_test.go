@@ -22,7 +22,11 @@ type groupFake struct {
 	// The batches after a failed one are applied all the same and reported
 	// with a transient error: they "may or may not have committed".
 	failOnce map[uint64]bool
-	groups   [][]uint64
+	// stopAtFailure makes ApplyGroup stop at a batch that fails (rejected
+	// or transient), as a MySQL multi-statement query does: the batches
+	// after it are not applied and are reported ErrNotApplied.
+	stopAtFailure bool
+	groups        [][]uint64
 }
 
 var _ GroupTarget = (*groupFake)(nil)
@@ -54,7 +58,14 @@ func (g *groupFake) ApplyGroup(ctx context.Context, bs []*Batch) []error {
 		g.gmu.Lock()
 		fail := g.failOnce[b.Seq]
 		delete(g.failOnce, b.Seq)
+		stop := g.stopAtFailure
 		g.gmu.Unlock()
+		if stop && i > 0 && errs[i-1] != nil {
+			for k := i; k < len(bs); k++ {
+				errs[k] = ErrNotApplied
+			}
+			break
+		}
 		if fail {
 			failed = fmt.Errorf("batch %d: %w", b.Seq, errDown)
 			errs[i] = failed
@@ -310,6 +321,54 @@ func TestGroupTransientInMiddle(t *testing.T) {
 	if st := m.Stats(); st.Applied != 7 || st.Failed != 1 || st.DeadLettered != 0 {
 		t.Fatalf("stats: %+v", st)
 	}
+}
+
+// A target that stops at a failed batch reports the ones after it
+// ErrNotApplied: after a rejection they go again at once as a group, with
+// no failure counted; after a transient error the failed batch goes alone
+// first, and no batch is applied twice.
+func TestGroupStopsAtFailure(t *testing.T) {
+	t.Run("rejected", func(t *testing.T) {
+		dir := t.TempDir()
+		g := newGroupFake()
+		g.stopAtFailure = true
+		g.reject = func(b *Batch) *RejectError {
+			if batchID(b) == 4 {
+				return &RejectError{Err: errors.New("duplicate key"), SQLState: "23000", ChangeIndex: 0}
+			}
+			return nil
+		}
+		m := newMirror(t, g, testOptions(t, dir))
+		holdFirst(t, g, m, func() { enqueueRange(m, 2, 7) })
+		waitApplied(t, m, 7)
+		checkGroups(t, g, seqRange(2, 7), seqRange(5, 7))
+		if got := g.seqs(); !slices.Equal(got, []uint64{1, 2, 3, 5, 6, 7}) {
+			t.Fatalf("applied %v", got)
+		}
+		if st := m.Stats(); st.Applied != 6 || st.DeadLettered != 1 || st.Failed != 0 {
+			t.Fatalf("stats: %+v", st)
+		}
+		closeMirror(t, m)
+		if dls := readDeadLetters(t, dir); len(dls) != 1 || dls[0].Seq != 4 || dls[0].Reason != ReasonRejected {
+			t.Fatalf("dead letters: %+v", dls)
+		}
+	})
+	t.Run("transient", func(t *testing.T) {
+		g, m := startGroupMirror(t, nil)
+		g.gmu.Lock()
+		g.failOnce = map[uint64]bool{4: true}
+		g.stopAtFailure = true
+		g.gmu.Unlock()
+		holdFirst(t, g, m, func() { enqueueRange(m, 2, 7) })
+		waitApplied(t, m, 7)
+		checkGroups(t, g, seqRange(2, 7), seqRange(5, 7))
+		if got := g.seqs(); !slices.Equal(got, seqRange(1, 7)) {
+			t.Fatalf("applied %v, want each batch once, in order", got)
+		}
+		if st := m.Stats(); st.Applied != 7 || st.Failed != 1 || st.DeadLettered != 0 {
+			t.Fatalf("stats: %+v", st)
+		}
+	})
 }
 
 // A backlog in the spool (the target was down) drains in groups, in order.

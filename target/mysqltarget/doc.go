@@ -26,9 +26,24 @@
 // does not), and consecutive deletes one DELETE … WHERE k IN (…) (or an OR
 // of key conditions for composite keys), bounded by
 // Options.MaxRowsPerStatement and MaxStatementBytes. OpStatement changes
-// run alone; their SQL is already MySQL (translated by the proxy). Note
-// that ON DUPLICATE KEY UPDATE fires on any unique key of the table, not
-// only the primary key.
+// run alone; their SQL is already MySQL (translated by the proxy).
+//
+// ON DUPLICATE KEY UPDATE fires on any unique key of the table, not only
+// the primary key: a row whose value of another unique key is another
+// row's would overwrite that row and never be inserted. The update list
+// therefore starts with a guard, k = IF(k <=> VALUES(k) AND …, k,
+// EXP(1000 + …)), which leaves the key alone when the primary keys match
+// and otherwise makes the server refuse the statement (the expression
+// overflows, error 1690): the batch is rejected, and its error says why.
+//
+// The Target is also a mirror.GroupTarget: ApplyGroup sends several
+// batches in one multi-statement query, each between START TRANSACTION
+// and COMMIT, where Apply takes three round trips per batch. The server
+// stops such a query at its first error, so the batches behind a failed
+// one never run (mirror.ErrNotApplied); a session variable the query sets
+// after each COMMIT says how many committed. Behind a 2 ms round trip the
+// mirror applies about 13,000 one-row transactions a second this way,
+// against about 140 one batch at a time (BenchmarkMirrorRTT).
 //
 // # Values
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +68,11 @@ type Target struct {
 	opts Options
 	conv *Converter
 
-	mu     sync.Mutex // serializes Apply and Close
+	mu     sync.Mutex // serializes Apply, ApplyGroup and Close
 	closed bool
+	// groupQueries counts ApplyGroup's queries, which name their progress
+	// notes with it.
+	groupQueries uint64
 }
 
 var _ mirror.Target = (*Target)(nil)
@@ -137,17 +141,19 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 	if t.closed {
 		return errClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
+	defer cancel()
+	return t.apply(ctx, b)
+}
+
+// apply is Apply, called with mu held.
+func (t *Target) apply(ctx context.Context, b *mirror.Batch) error {
 	if len(b.Changes) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
-	defer cancel()
-	stmts, err := t.build(b.Changes, limits{rows: t.opts.MaxRowsPerStatement, bytes: t.opts.MaxStatementBytes})
+	stmts, err := t.statements(b)
 	if err != nil {
 		return err
-	}
-	if t.cfg.MultiStatements && t.cfg.InterpolateParams && t.opts.MaxRowsPerStatement > 1 {
-		stmts = pack(stmts, t.opts.MaxStatementBytes)
 	}
 	failed, err := t.run(ctx, stmts, true)
 	if err == nil {
@@ -164,8 +170,42 @@ func (t *Target) Apply(ctx context.Context, b *mirror.Batch) error {
 			rej.ChangeIndex = t.pinpoint(ctx, b.Changes)
 		}
 	}
+	if i := rej.ChangeIndex; i >= 0 && i < len(b.Changes) && keyCollision(rej.Err, &b.Changes[i]) {
+		// What the guard stands for: a duplicate key (MySQL's 1062).
+		rej.SQLState = "23000"
+		rej.Err = fmt.Errorf("%w (the row's value of a unique key other than the primary key is another row's: "+
+			"ON DUPLICATE KEY UPDATE would have overwritten that row)", rej.Err)
+	}
 	return rej
 }
+
+// keyCollision reports whether err is the refusal keyGuard provokes for
+// upsert c: its overflowing expression, quoted in the message of error
+// 1690 (out of range).
+func keyCollision(err error, c *mirror.Change) bool {
+	myErr, ok := errors.AsType[*mysql.MySQLError](err)
+	return ok && myErr.Number == 1690 && c.Op == mirror.OpUpsert &&
+		strings.Contains(strings.ToUpper(myErr.Message), collisionExpr)
+}
+
+// statements returns the statements that apply b: its changes in
+// multi-row statements, packed into multi-statement queries when the
+// connection allows.
+func (t *Target) statements(b *mirror.Batch) ([]statement, error) {
+	stmts, err := t.build(b.Changes, limits{rows: t.opts.MaxRowsPerStatement, bytes: t.opts.MaxStatementBytes})
+	if err != nil {
+		return nil, err
+	}
+	if t.packs() && t.opts.MaxRowsPerStatement > 1 {
+		stmts = pack(stmts, t.opts.MaxStatementBytes)
+	}
+	return stmts, nil
+}
+
+// packs reports whether several statements may go in one query: the
+// server takes multi-statement queries, and the driver puts the values in
+// the text itself, so that the placeholders of all of them are filled.
+func (t *Target) packs() bool { return t.cfg.MultiStatements && t.cfg.InterpolateParams }
 
 func (t *Target) build(changes []mirror.Change, lim limits) ([]statement, error) {
 	bld := &builder{conv: t.conv, lim: lim}

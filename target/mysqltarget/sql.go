@@ -152,7 +152,9 @@ func (b *builder) upsert(i int, c *mirror.Change) error {
 				updates = append(updates, quoted[j]+" = VALUES("+quoted[j]+")")
 			}
 		}
-		if len(updates) == 0 {
+		if guard := keyGuard(c.KeyCols, names); guard != "" {
+			updates = append([]string{guard}, updates...)
+		} else if len(updates) == 0 {
 			// Only key columns: the row exists or is inserted; nothing to
 			// update (INSERT IGNORE would hide other errors).
 			updates = []string{quoted[0] + " = " + quoted[0]}
@@ -163,6 +165,39 @@ func (b *builder) upsert(i int, c *mirror.Change) error {
 	})
 	return nil
 }
+
+// keyGuard returns the first assignment of an upsert's ON DUPLICATE KEY
+// UPDATE, which makes it update only the row with the same primary key.
+// MySQL takes the duplicate of any unique key for the row to update: a row
+// whose value of another unique key is another row's would otherwise
+// overwrite that row, silently, and never be inserted. The guard sets the
+// first key column to itself when the keys match, and otherwise evaluates
+// EXP(1000 + …), which overflows a DOUBLE: the server refuses the statement
+// (error 1690, SQLSTATE 22003, a rejection: see keyCollision) whatever the
+// column's type and nullability (NULL would be taken by a nullable unique
+// column). The term on the column keeps the optimizer from evaluating it
+// before the row is known. MySQL evaluates the assignments in order, so the
+// guard runs before anything changes the row. "" when the change has no key
+// among its columns.
+func keyGuard(keyCols, names []string) string {
+	if len(keyCols) == 0 {
+		return ""
+	}
+	same := make([]string, len(keyCols))
+	for i, k := range keyCols {
+		if !slices.Contains(names, k) {
+			return ""
+		}
+		q := quoteIdent(k)
+		same[i] = q + " <=> VALUES(" + q + ")"
+	}
+	first := quoteIdent(keyCols[0])
+	return first + " = IF(" + strings.Join(same, " AND ") + ", " + first + ", " + collisionExpr + "(" + first + " IS NULL)))"
+}
+
+// collisionExpr opens keyGuard's overflowing expression; the server's error
+// message quotes it.
+const collisionExpr = "EXP(1000 + "
 
 func (b *builder) delete(i int, c *mirror.Change) error {
 	if len(c.KeyCols) == 0 || len(c.Key) != len(c.KeyCols) {
