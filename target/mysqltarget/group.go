@@ -22,7 +22,7 @@ var _ mirror.GroupTarget = (*Target)(nil)
 // multi-statement query holds, for each of several batches, START
 // TRANSACTION, its statements, COMMIT and then a note in a session variable
 // of how many have committed; a query holds whole batches, at most
-// MaxStatementBytes of SQL unless one batch alone is larger.
+// MaxStatementBytes of SQL (a larger batch is applied alone with Apply).
 //
 // The server runs such a query's statements in order and stops at the
 // first that fails, so no batch behind a failed one runs: the batches
@@ -79,7 +79,14 @@ func (t *Target) applyRun(ctx context.Context, bs []*mirror.Batch, errs []error)
 	size := 0
 	for _, b := range bs {
 		stmts, err := t.statements(b)
-		alone := err != nil || !allGenerated(stmts)
+		n := 0
+		for _, st := range stmts {
+			n += len(st.sql) + st.size
+		}
+		// Alone: a batch that failed to build (its error is Apply's), has
+		// a statement of the client's, or is larger than a query may be
+		// (Apply sends its statements one by one).
+		alone := err != nil || !allGenerated(stmts) || n > t.opts.MaxStatementBytes
 		switch {
 		case alone && len(runs) == 0:
 			if err == nil {
@@ -87,17 +94,10 @@ func (t *Target) applyRun(ctx context.Context, bs []*mirror.Batch, errs []error)
 			}
 			errs[0] = err
 			return 1
-		case alone:
-		default:
-			n := 0
-			for _, st := range stmts {
-				n += len(st.sql) + st.size
-			}
-			if len(runs) == 0 || size+n <= t.opts.MaxStatementBytes {
-				runs = append(runs, stmts)
-				size += n
-				continue
-			}
+		case !alone && size+n <= t.opts.MaxStatementBytes:
+			runs = append(runs, stmts)
+			size += n
+			continue
 		}
 		break
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -188,6 +189,40 @@ func TestUpsertCollidingOnAnotherUniqueKey(t *testing.T) {
 	// The same key updates as before.
 	e.apply(t, tokenChange(tmpl, 1, "uno"))
 	if got := tokenValues(t, e.my); !slices.Equal(got, []string{"uno"}) {
+		t.Fatalf("tokens %q", got)
+	}
+}
+
+// Batches larger than MaxStatementBytes go alone, with Apply, between the
+// queries of those that fit; every batch is applied, in order.
+func TestApplyGroupLargeBatches(t *testing.T) {
+	e := setup(t, maria, Options{}, "")
+	if _, err := e.my.ExecContext(e.ctx, "DELETE FROM tokens"); err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := New(e.ctx, e.url, Options{Catalog: e.cat, MaxStatementBytes: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	tmpl := e.capture(t, "public.tokens", "")[0]
+	var big []mirror.Change
+	for n := 10; n < 20; n++ {
+		big = append(big, tokenChange(tmpl, n, strings.Repeat("x", 40)+strconv.Itoa(n)))
+	}
+	bs := []*mirror.Batch{
+		{Changes: []mirror.Change{tokenChange(tmpl, 1, "one")}},
+		{Changes: []mirror.Change{tokenChange(tmpl, 2, "two")}},
+		{Changes: big},
+		{Changes: []mirror.Change{tokenChange(tmpl, 3, "three"), tokenChange(tmpl, 10, "ten")}},
+	}
+	for i, err := range tgt.ApplyGroup(e.ctx, bs) {
+		if err != nil {
+			t.Errorf("batch %d: %v", i, err)
+		}
+	}
+	got := tokenValues(t, e.my)
+	if len(got) != 13 || got[0] != "one" || got[1] != "two" || got[2] != "three" || got[3] != "ten" {
 		t.Fatalf("tokens %q", got)
 	}
 }
