@@ -17,9 +17,10 @@ type mysqlTable struct {
 }
 
 type mysqlColumn struct {
-	name     string
-	typ      string // COLUMN_TYPE, e.g. "decimal(12,4)", "bigint(20) unsigned"
-	required bool   // NOT NULL, no default, not AUTO_INCREMENT or generated
+	name      string
+	typ       string // COLUMN_TYPE, e.g. "decimal(12,4)", "bigint(20) unsigned"
+	required  bool   // NOT NULL, no default, not AUTO_INCREMENT or generated
+	collation string // COLLATION_NAME; "" for other than character columns
 }
 
 // CheckSchema compares the tables of the old database that the mirror
@@ -87,6 +88,11 @@ func compareMySQLTable(o *schema.Table, n *mysqlTable) []schema.Problem {
 		if why := typeProblem(oc, keys[oc.Name], nc.typ); why != "" {
 			add(oc.Name, schema.TypeDiffers, "%s on the new database for %s: %s", nc.typ, oc.TypeName, why)
 		}
+		if keys[oc.Name] && insensitive(nc.collation) && !strings.HasSuffix(oc.TypeName, "citext") {
+			add(oc.Name, schema.TypeDiffers, "collation %s on the new database compares %s case- or accent-insensitively, "+
+				"where the old database tells 'abc' from 'ABC': two such keys would be one row (the mirror refuses the second, "+
+				"but a delete of one would take the other); use a binary collation", nc.collation, oc.TypeName)
+		}
 	}
 	var extra []string
 	for lower, nc := range n.columns {
@@ -127,6 +133,12 @@ func typeProblem(oc *schema.Column, key bool, got string) string {
 	return narrower(want, have)
 }
 
+// insensitive reports whether a MySQL collation ignores case or accents
+// (utf8mb4_general_ci, utf8mb4_0900_ai_ci, …).
+func insensitive(collation string) bool {
+	return strings.Contains(collation, "_ci") || strings.Contains(collation, "_ai_")
+}
+
 func sameColumns(a, b []string) bool {
 	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
 }
@@ -151,7 +163,8 @@ func (t *Target) readTables(ctx context.Context, dbs map[string]bool) (map[strin
 		return out[k]
 	}
 	rows, err := t.db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE,
-       IS_NULLABLE = 'NO' AND COLUMN_DEFAULT IS NULL AND EXTRA NOT LIKE '%auto_increment%' AND EXTRA NOT LIKE '%GENERATED%'
+       IS_NULLABLE = 'NO' AND COLUMN_DEFAULT IS NULL AND EXTRA NOT LIKE '%auto_increment%' AND EXTRA NOT LIKE '%GENERATED%',
+       coalesce(COLLATION_NAME, '')
   FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (`+in+`)`, names...)
 	if err != nil {
 		return nil, fmt.Errorf("mysqltarget: read the new database's columns: %w", err)
@@ -160,7 +173,7 @@ func (t *Target) readTables(ctx context.Context, dbs map[string]bool) (map[strin
 	for rows.Next() {
 		var db, name string
 		var c mysqlColumn
-		if err := rows.Scan(&db, &name, &c.name, &c.typ, &c.required); err != nil {
+		if err := rows.Scan(&db, &name, &c.name, &c.typ, &c.required, &c.collation); err != nil {
 			return nil, fmt.Errorf("mysqltarget: read the new database's columns: %w", err)
 		}
 		table(db, name).columns[strings.ToLower(c.name)] = c

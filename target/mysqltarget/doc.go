@@ -31,10 +31,14 @@
 // ON DUPLICATE KEY UPDATE fires on any unique key of the table, not only
 // the primary key: a row whose value of another unique key is another
 // row's would overwrite that row and never be inserted. The update list
-// therefore starts with a guard, k = IF(k <=> VALUES(k) AND …, k,
-// EXP(1000 + …)), which leaves the key alone when the primary keys match
-// and otherwise makes the server refuse the statement (the expression
-// overflows, error 1690): the batch is rejected, and its error says why.
+// therefore starts with a guard, k = IF(CAST(k AS BINARY) <=>
+// CAST(VALUES(k) AS BINARY) AND …, k, EXP(1000 + …)), which leaves the key
+// alone when the primary keys match byte for byte and otherwise makes the
+// server refuse the statement (the expression overflows, error 1690): the
+// batch is rejected, and its error says why. Byte for byte, because a
+// case- or accent-insensitive collation (MySQL's and MariaDB's defaults),
+// or one that pads with spaces, takes 'ABC' or 'abc ' for the key 'abc',
+// which are other rows on the old database.
 //
 // The Target is also a mirror.GroupTarget: ApplyGroup sends several
 // batches in one multi-statement query, each between START TRANSACTION

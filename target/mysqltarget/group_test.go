@@ -226,3 +226,37 @@ func TestApplyGroupLargeBatches(t *testing.T) {
 		t.Fatalf("tokens %q", got)
 	}
 }
+
+// Keys are matched byte for byte: a case-insensitive collation, or one
+// that pads with spaces (utf8mb4_bin does, in MariaDB and MySQL 5.7), takes
+// 'ABC' or 'abc ' for the key 'abc', which are other rows on the old
+// database. The upsert is refused instead of overwriting the row.
+func TestUpsertKeyMatchedByteForByte(t *testing.T) {
+	e := setup(t, maria, Options{}, "ALTER TABLE items MODIFY sku VARCHAR(255) COLLATE utf8mb4_general_ci")
+	if _, err := e.my.ExecContext(e.ctx, "DELETE FROM items"); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := e.capture(t, "public.items", "")[0]
+	item := func(sku string, qty int) mirror.Change {
+		c := targettest.Set(tmpl, "sku", mirror.Text(sku))
+		c = targettest.Set(c, "n", mirror.Text("1"))
+		return targettest.Set(c, "qty", mirror.Text(strconv.Itoa(qty)))
+	}
+	e.apply(t, item("abc", 1))
+	for _, sku := range []string{"ABC", "abc "} {
+		err := e.target.Apply(e.ctx, &mirror.Batch{Changes: []mirror.Change{item(sku, 2)}})
+		var rej *mirror.RejectError
+		if !errors.As(err, &rej) || rej.SQLState != "23000" || !strings.Contains(err.Error(), "would have overwritten") {
+			t.Errorf("upsert of %q over %q: %v, want it refused", sku, "abc", err)
+		}
+	}
+	var sku string
+	var qty int
+	if err := e.my.QueryRow("SELECT sku, qty FROM items").Scan(&sku, &qty); err != nil || sku != "abc" || qty != 1 {
+		t.Fatalf("row %q qty %d (%v), want abc untouched", sku, qty, err)
+	}
+	e.apply(t, item("abc", 3))
+	if err := e.my.QueryRow("SELECT qty FROM items").Scan(&qty); err != nil || qty != 3 {
+		t.Fatalf("qty %d (%v), want the same key updated", qty, err)
+	}
+}

@@ -567,7 +567,8 @@ func TestCheckSchema(t *testing.T) {
 		t.Fatalf("tables made by CreateTableSQL have problems: %v", problems)
 	}
 	if _, err := e.my.ExecContext(e.ctx, `DROP TABLE tokens;
-ALTER TABLE items DROP COLUMN qty, ADD COLUMN note varchar(10) NOT NULL, ADD COLUMN opt int NOT NULL DEFAULT 0;
+ALTER TABLE items DROP COLUMN qty, ADD COLUMN note varchar(10) NOT NULL, ADD COLUMN opt int NOT NULL DEFAULT 0,
+  MODIFY sku VARCHAR(255) COLLATE utf8mb4_general_ci;
 ALTER TABLE parent DROP PRIMARY KEY;
 ALTER TABLE child DROP PRIMARY KEY, ADD UNIQUE KEY child_id (id);`); err != nil {
 		t.Fatal(err)
@@ -580,6 +581,7 @@ ALTER TABLE child DROP PRIMARY KEY, ADD UNIQUE KEY child_id (id);`); err != nil 
 		got = append(got, fmt.Sprintf("%s %s %s", p.Table, p.Column, p.Kind))
 	}
 	want := []string{
+		"public.items sku type_differs",
 		"public.items qty missing_column",
 		"public.items note required_column",
 		"public.parent  no_key",

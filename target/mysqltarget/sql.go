@@ -171,7 +171,10 @@ func (b *builder) upsert(i int, c *mirror.Change) error {
 // MySQL takes the duplicate of any unique key for the row to update: a row
 // whose value of another unique key is another row's would otherwise
 // overwrite that row, silently, and never be inserted. The guard sets the
-// first key column to itself when the keys match, and otherwise evaluates
+// first key column to itself when the keys match byte for byte (a
+// case- or accent-insensitive collation, or one that pads with spaces,
+// finds 'abc' a duplicate of 'ABC' or 'abc ', which are two rows on the old
+// database), and otherwise evaluates
 // EXP(1000 + …), which overflows a DOUBLE: the server refuses the statement
 // (error 1690, SQLSTATE 22003, a rejection: see keyCollision) whatever the
 // column's type and nullability (NULL would be taken by a nullable unique
@@ -189,7 +192,7 @@ func keyGuard(keyCols, names []string) string {
 			return ""
 		}
 		q := quoteIdent(k)
-		same[i] = q + " <=> VALUES(" + q + ")"
+		same[i] = "CAST(" + q + " AS BINARY) <=> CAST(VALUES(" + q + ") AS BINARY)"
 	}
 	first := quoteIdent(keyCols[0])
 	return first + " = IF(" + strings.Join(same, " AND ") + ", " + first + ", " + collisionExpr + "(" + first + " IS NULL)))"

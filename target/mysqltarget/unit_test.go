@@ -238,21 +238,21 @@ func TestBuildStatements(t *testing.T) {
 		args        []any
 		first, last int
 	}{
-		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(`sku` <=> VALUES(`sku`) AND `n` <=> VALUES(`n`), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
+		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(CAST(`sku` AS BINARY) <=> CAST(VALUES(`sku`) AS BINARY) AND CAST(`n` AS BINARY) <=> CAST(VALUES(`n`) AS BINARY), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
 			[]any{"a", int64(1), int64(1), "a", int64(2), int64(1)}, 0, 1},
-		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(`sku` <=> VALUES(`sku`) AND `n` <=> VALUES(`n`), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
+		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(CAST(`sku` AS BINARY) <=> CAST(VALUES(`sku`) AS BINARY) AND CAST(`n` AS BINARY) <=> CAST(VALUES(`n`) AS BINARY), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
 			[]any{"a", int64(1), int64(1)}, 2, 2},
 		{"DELETE FROM `items` WHERE (`sku` = ? AND `n` = ?) OR (`sku` = ? AND `n` = ?)",
 			[]any{"a", int64(1), "b", int64(2)}, 3, 4},
 		{"DELETE FROM `acct` WHERE `id` IN (CAST(? AS DECIMAL(65,30)), CAST(? AS DECIMAL(65,30)))",
 			[]any{"1.10", "2"}, 5, 6},
 		{"INSERT INTO `log` (`msg`, `ok`) VALUES (?, ?)", []any{"x", int64(1)}, 7, 7},
-		{"INSERT INTO `sales`.`k` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = IF(`id` <=> VALUES(`id`), `id`, EXP(1000 + (`id` IS NULL)))", []any{int64(5)}, 8, 8},
+		{"INSERT INTO `sales`.`k` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = IF(CAST(`id` AS BINARY) <=> CAST(VALUES(`id`) AS BINARY), `id`, EXP(1000 + (`id` IS NULL)))", []any{int64(5)}, 8, 8},
 		{"INSERT INTO `nokeys` (`a`, `b`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `a` = VALUES(`a`), `b` = VALUES(`b`)",
 			[]any{int64(5), nil}, 9, 9},
-		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(`sku` <=> VALUES(`sku`) AND `n` <=> VALUES(`n`), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
+		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(CAST(`sku` AS BINARY) <=> CAST(VALUES(`sku`) AS BINARY) AND CAST(`n` AS BINARY) <=> CAST(VALUES(`n`) AS BINARY), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
 			[]any{"c", int64(3), int64(1), "c", int64(4), int64(1)}, 10, 11},
-		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(`sku` <=> VALUES(`sku`) AND `n` <=> VALUES(`n`), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
+		{"INSERT INTO `items` (`sku`, `n`, `qty`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `sku` = IF(CAST(`sku` AS BINARY) <=> CAST(VALUES(`sku`) AS BINARY) AND CAST(`n` AS BINARY) <=> CAST(VALUES(`n`) AS BINARY), `sku`, EXP(1000 + (`sku` IS NULL))), `qty` = VALUES(`qty`)",
 			[]any{"c", int64(5), int64(1)}, 12, 12},
 	}
 	if len(stmts) != len(want) {
