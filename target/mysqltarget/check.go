@@ -90,8 +90,8 @@ func compareMySQLTable(o *schema.Table, n *mysqlTable) []schema.Problem {
 		}
 		if keys[oc.Name] && insensitive(nc.collation) && !strings.HasSuffix(oc.TypeName, "citext") {
 			add(oc.Name, schema.TypeDiffers, "collation %s on the new database compares %s case- or accent-insensitively, "+
-				"where the old database tells 'abc' from 'ABC': two such keys would be one row (the mirror refuses the second, "+
-				"but a delete of one would take the other); use a binary collation", nc.collation, oc.TypeName)
+				"where the old database tells 'abc' from 'ABC': two such keys cannot both be rows here "+
+				"(the mirror refuses the second); use a binary collation", nc.collation, oc.TypeName)
 		}
 	}
 	var extra []string

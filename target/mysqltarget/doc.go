@@ -38,7 +38,9 @@
 // batch is rejected, and its error says why. Byte for byte, because a
 // case- or accent-insensitive collation (MySQL's and MariaDB's defaults),
 // or one that pads with spaces, takes 'ABC' or 'abc ' for the key 'abc',
-// which are other rows on the old database.
+// which are other rows on the old database. For the same reason a delete
+// matches a text or varchar key byte for byte as well (k = ? AND CAST(k AS
+// BINARY) = CAST(? AS BINARY), the first term for the index).
 //
 // The Target is also a mirror.GroupTarget: ApplyGroup sends several
 // batches in one multi-statement query, each between START TRANSACTION

@@ -230,7 +230,8 @@ func TestApplyGroupLargeBatches(t *testing.T) {
 // Keys are matched byte for byte: a case-insensitive collation, or one
 // that pads with spaces (utf8mb4_bin does, in MariaDB and MySQL 5.7), takes
 // 'ABC' or 'abc ' for the key 'abc', which are other rows on the old
-// database. The upsert is refused instead of overwriting the row.
+// database. The upsert is refused instead of overwriting the row, and a
+// delete of those keys leaves the row.
 func TestUpsertKeyMatchedByteForByte(t *testing.T) {
 	e := setup(t, maria, Options{}, "ALTER TABLE items MODIFY sku VARCHAR(255) COLLATE utf8mb4_general_ci")
 	if _, err := e.my.ExecContext(e.ctx, "DELETE FROM items"); err != nil {
@@ -258,5 +259,19 @@ func TestUpsertKeyMatchedByteForByte(t *testing.T) {
 	e.apply(t, item("abc", 3))
 	if err := e.my.QueryRow("SELECT qty FROM items").Scan(&qty); err != nil || qty != 3 {
 		t.Fatalf("qty %d (%v), want the same key updated", qty, err)
+	}
+	// Deletes match byte for byte too: deleting 'ABC' leaves 'abc'.
+	del := func(sku string) mirror.Change {
+		return mirror.Change{Op: mirror.OpDelete, Table: "public.items", KeyCols: []string{"sku", "n"},
+			Key: []mirror.Value{mirror.Text(sku), mirror.Text("1")}}
+	}
+	e.apply(t, del("ABC"), del("abc "))
+	var n int
+	if err := e.my.QueryRow("SELECT count(*) FROM items").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d rows (%v) after deleting other keys, want abc left", n, err)
+	}
+	e.apply(t, del("abc"))
+	if err := e.my.QueryRow("SELECT count(*) FROM items").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows (%v) after deleting abc, want none", n, err)
 	}
 }

@@ -206,9 +206,10 @@ func (b *builder) delete(i int, c *mirror.Change) error {
 	if len(c.KeyCols) == 0 || len(c.Key) != len(c.KeyCols) {
 		return fmt.Errorf("%d key columns and %d key values", len(c.KeyCols), len(c.Key))
 	}
-	args := make([]any, len(c.Key))
+	args := make([]any, 0, len(c.Key))
 	conds := make([]string, len(c.KeyCols))
 	size := 0
+	exact := false
 	for j, k := range c.KeyCols {
 		col := b.column(c, k)
 		v, err := b.conv.Convert(col, c.Key[j])
@@ -218,13 +219,22 @@ func (b *builder) delete(i int, c *mirror.Change) error {
 		if v == nil {
 			return errors.New("NULL key value " + k)
 		}
-		args[j] = v
+		args = append(args, v)
 		size += len(c.Key[j].Text)
-		conds[j] = quoteIdent(k) + " = " + b.placeholder(col)
+		q := quoteIdent(k)
+		conds[j] = q + " = " + b.placeholder(col)
+		if b.textKey(col) {
+			// The column's collation may take 'ABC' or 'abc ' for 'abc'
+			// (see keyGuard): the row must also match byte for byte. The
+			// plain equality keeps the index lookup.
+			conds[j] += " AND CAST(" + q + " AS BINARY) = CAST(? AS BINARY)"
+			args = append(args, v)
+			exact = true
+		}
 	}
 	kind := "d\x00" + c.Table + "\x00" + strings.Join(conds, "\x00")
 	table := QuoteTable(c.Table)
-	if len(c.KeyCols) == 1 {
+	if len(c.KeyCols) == 1 && !exact {
 		// k IN (?, ?, …): one index range per value.
 		col := quoteIdent(c.KeyCols[0])
 		ph := strings.TrimPrefix(conds[0], col+" = ")
@@ -241,6 +251,15 @@ func (b *builder) delete(i int, c *mirror.Change) error {
 		return func(rows []string) string { return "DELETE FROM " + table + " WHERE " + strings.Join(rows, " OR ") }
 	})
 	return nil
+}
+
+// textKey reports whether a key column holds text (text, varchar) that a
+// MySQL collation may compare loosely. Not char(n): MySQL strips a CHAR's
+// trailing spaces, which Postgres prints, so bytes would not match; nor
+// citext, which is compared without case on both sides.
+func (b *builder) textKey(col mirror.Column) bool {
+	t := b.conv.resolve(col.TypeOID, col.TypeName)
+	return !t.array && (t.oid == 25 || t.oid == 1043)
 }
 
 // placeholder is the parameter marker for comparing a key column. A
