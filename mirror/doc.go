@@ -157,8 +157,13 @@
 // can make the failed batch's retry collide with them and be rejected,
 // dead-lettered and its tables marked dirty. A transient error in the
 // middle of a pipeline that leaves the connection up (deadlock, lock or
-// statement timeout) needs another session writing the new database. The
-// batches of a group are in flight together: a switch to the spool or Close
+// statement timeout) needs another session writing the new database. A
+// target that stops at the first failed batch instead (the MySQL target:
+// a multi-statement query stops at its first error) reports the batches
+// behind it ErrNotApplied; those go again at once, as a group, without a
+// backoff or a failure counted, and since none of them ran, a retried
+// batch is never applied over newer rows. The batches of a group are in
+// flight together: a switch to the spool or Close
 // spills those taken from memory, as it does the single in-flight batch,
 // and the position, the checkpoint and the counters move batch by batch.
 // Options.ApplyTimeout bounds a group of n batches at n times the timeout.
