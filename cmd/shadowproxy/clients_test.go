@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,15 +80,7 @@ func TestClientLibrariesMariaDB(t *testing.T) {
 	old := testdb.StartPostgres(t)
 	my := testdb.StartMariaDB(t)
 	oldURL, directURL := oldWithDirect(t, old, clientsSchema)
-	my.Exec(t, "create database app")
-	db, err := sql.Open("mysql", my.DSN("app")+"?multiStatements=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(clientsMySQLSchema); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	my.Exec(t, "create database app; use app;\n"+clientsMySQLSchema)
 	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + oldURL, "SHADOWPROXY_NEW=" + my.URL("root", "", "app")},
 		"--phase", "shadow-read", "--report-dir", t.TempDir())
 	runClientPrograms(t, directURL, p)

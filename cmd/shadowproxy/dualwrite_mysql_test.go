@@ -128,15 +128,7 @@ func TestDualWriteMariaDB(t *testing.T) {
 	my := testdb.StartMariaDB(t)
 	old.Exec(t, dualWriteSchema)
 	old.Exec(t, trigSQL)
-	my.Exec(t, "create database app")
-	db, err := sql.Open("mysql", my.DSN("app")+"?multiStatements=true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(mysqlSchema); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	my.Exec(t, "create database app; use app;\n"+mysqlSchema)
 
 	p := startProxyProc(t, []string{"SHADOWPROXY_OLD=" + old.URL("postgres", "", "postgres"), "SHADOWPROXY_NEW=" + my.URL("root", "", "app")},
 		"--phase", "dual-write", "--report-dir", t.TempDir())

@@ -170,18 +170,18 @@ func (b *builder) upsert(i int, c *mirror.Change) error {
 // UPDATE, which makes it update only the row with the same primary key.
 // MySQL takes the duplicate of any unique key for the row to update: a row
 // whose value of another unique key is another row's would otherwise
-// overwrite that row, silently, and never be inserted. The guard sets the
-// first key column to itself when the keys match byte for byte (a
-// case- or accent-insensitive collation, or one that pads with spaces,
-// finds 'abc' a duplicate of 'ABC' or 'abc ', which are two rows on the old
-// database), and otherwise evaluates
-// EXP(1000 + …), which overflows a DOUBLE: the server refuses the statement
-// (error 1690, SQLSTATE 22003, a rejection: see keyCollision) whatever the
-// column's type and nullability (NULL would be taken by a nullable unique
-// column). The term on the column keeps the optimizer from evaluating it
-// before the row is known. MySQL evaluates the assignments in order, so the
-// guard runs before anything changes the row. "" when the change has no key
-// among its columns.
+// overwrite that row, silently, and never be inserted. So would a key that
+// a case- or accent-insensitive collation, or one that pads with spaces,
+// finds equal ('ABC' or 'abc ' for 'abc', other rows on the old database).
+// The guard sets the first key column to itself when the keys match byte
+// for byte, and otherwise evaluates EXP(1000 + …), which overflows a
+// DOUBLE: the server refuses the statement (error 1690, SQLSTATE 22003, a
+// rejection: see keyCollision) whatever the column's type and nullability
+// (NULL would be taken by a nullable unique column). The term on the
+// column keeps the optimizer from evaluating it before the row is known.
+// MySQL evaluates the assignments in order, so the guard runs before
+// anything changes the row. "" when the change has no key among its
+// columns.
 func keyGuard(keyCols, names []string) string {
 	if len(keyCols) == 0 {
 		return ""
