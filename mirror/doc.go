@@ -146,26 +146,28 @@
 // batches that may have committed, which only row images (upserts and
 // deletes by key) tolerate.
 //
-// The new database sees what it sees without groups: a rejected batch is
-// dead-lettered and the batches after it are applied; after a transient
-// error the batches before it are done, and the mirror retries from it with
-// the usual backoff, alone, then groups the rest again. Those of the rest
-// that had committed in the failed round trip are applied again, after it,
-// which leaves the same rows, as the replay after a crash does. As with
-// that replay, one thing can differ: those batches ran without the failed
-// one's changes, so a constraint other than the key (a unique column, say)
-// can make the failed batch's retry collide with them and be rejected,
-// dead-lettered and its tables marked dirty. A transient error in the
-// middle of a pipeline that leaves the connection up (deadlock, lock or
-// statement timeout) needs another session writing the new database. A
-// target that stops at the first failed batch instead (the MySQL target:
-// a multi-statement query stops at its first error) reports the batches
-// behind it ErrNotApplied; those go again at once, as a group, without a
-// backoff or a failure counted, and since none of them ran, a retried
-// batch is never applied over newer rows. The batches of a group are in
-// flight together: a switch to the spool or Close
-// spills those taken from memory, as it does the single in-flight batch,
-// and the position, the checkpoint and the counters move batch by batch.
+// The new database sees what it sees without groups. Both targets stop a
+// group at its first failed batch (the PostgreSQL target chains the
+// batches of its pipeline between BEGIN and COMMIT before one Sync, and
+// the server skips what follows an error; a MySQL multi-statement query
+// stops at its first error) and report the batches behind it
+// ErrNotApplied. Those go again at once, as a group, without a backoff or
+// a failure counted. A rejected batch is dead-lettered and the ones behind
+// it are applied next; after a transient error the batches before it are
+// done, and the mirror retries from it with the usual backoff, alone, then
+// groups the rest again. Since none of the batches behind a failed one
+// ran, a retried batch is never applied over newer rows. A target that
+// went on past a failed batch would leave that to chance: a constraint
+// other than the key (a unique column, say) could make the retry collide
+// with the rows committed behind it. When the connection fails in the
+// middle of a group, the batches from the one it hit on may or may not
+// have committed, and are applied again, which leaves the same rows, as
+// the replay after a crash does (with the replay's one exposure: while the
+// first of them is applied again over the rows of the later ones, another
+// unique constraint can refuse it). The batches of a group are in flight
+// together: a switch to the spool or Close spills those taken from memory,
+// as it does the single in-flight batch, and the position, the checkpoint
+// and the counters move batch by batch.
 // Options.ApplyTimeout bounds a group of n batches at n times the timeout.
 // Stats.Groups and Stats.GroupedBatches count the group round trips.
 //

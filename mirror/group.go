@@ -30,12 +30,12 @@ type GroupTarget interface {
 
 // ErrNotApplied is what ApplyGroup returns for the batches it did not run
 // because an earlier one of the group failed and the target stops there
-// (a MySQL multi-statement query stops at its first error). They are not
-// failures: the mirror applies them again at once, without a backoff or a
-// retry counted. A target that stops at the first failure never applies a
-// batch behind one that has not committed, which a target that goes on
-// may do (then the failed one, retried alone, is applied over newer rows
-// until the ones behind it are applied again).
+// (both targets do). They are not failures: the mirror applies them again
+// at once, without a backoff or a retry counted. A target that stops at
+// the first failure never applies a batch behind one that has not
+// committed, which a target that went on would do (then the failed one,
+// retried alone, is applied over newer rows until the ones behind it are
+// applied again).
 var ErrNotApplied = errors.New("mirror: not applied: an earlier batch of the group failed")
 
 // collectGroup returns head, which the applier took and found committed,

@@ -3,7 +3,6 @@ package mysqltarget
 import (
 	"database/sql"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,15 +12,11 @@ import (
 	"github.com/shadowproxy/shadowproxy/target/internal/targettest"
 )
 
-// tokenChange returns an upsert of tokens row n with value v, made from a
-// captured change of that table.
-func tokenChange(tmpl mirror.Change, n int, v string) mirror.Change {
-	c := targettest.Set(tmpl, "id", mirror.Text(tokenID(n)))
-	return targettest.Set(c, "v", mirror.Text(v))
-}
-
-// tokenID is the uuid of tokens row n.
-func tokenID(n int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", n) }
+// tokenChange and tokenID are the fixture's tokens rows.
+var (
+	tokenChange = targettest.TokenChange
+	tokenID     = targettest.TokenID
+)
 
 // tokenValues returns the new database's tokens.v, ordered by id.
 func tokenValues(t *testing.T, db *sql.DB) []string {
@@ -138,16 +133,7 @@ func TestApplyGroupTransient(t *testing.T) {
 	if err := holder.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	if errs[0] != nil {
-		t.Errorf("batch 0: %v", errs[0])
-	}
-	var rej *mirror.RejectError
-	if errs[1] == nil || errors.As(errs[1], &rej) || errors.Is(errs[1], mirror.ErrNotApplied) {
-		t.Errorf("batch 1: %v, want a transient error", errs[1])
-	}
-	if !errors.Is(errs[2], mirror.ErrNotApplied) {
-		t.Errorf("batch 2: %v, want ErrNotApplied", errs[2])
-	}
+	targettest.CheckStoppedAt(t, errs, 1)
 	if got := tokenValues(t, e.my); !slices.Equal(got, []string{"one", "two before"}) {
 		t.Fatalf("tokens %q", got)
 	}

@@ -11,9 +11,11 @@
 //
 // Target also implements mirror.GroupTarget: ApplyGroup sends several
 // batches in one round trip, through pgconn's pipeline mode, each batch's
-// statements followed by their own Sync, so that each batch is still its
-// own implicit transaction, committed in order, and an error rolls back
-// only its batch while the server goes on with the next. This lifts the
+// statements between BEGIN and COMMIT, and one Sync at the end. Each batch
+// is its own transaction, committed in order, and the first error rolls
+// back its batch and stops the group: the server skips everything up to
+// the Sync, and the batches behind it are reported mirror.ErrNotApplied,
+// so that none is applied ahead of one that failed. This lifts the
 // one-transaction-per-round-trip ceiling (1/RTT) when the new database is
 // far away. A failure of the connection makes the batch it hit, and every
 // one after it, transient: the mirror applies them again from there.

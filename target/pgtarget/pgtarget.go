@@ -247,6 +247,8 @@ type prepared struct {
 	params  [][][]byte
 	seq     bool
 	seqVals map[uint32]seqRange
+	// seqRows is what the sequences' statement returned.
+	seqRows [][][]byte
 }
 
 // prepareBatch plans the statements of b and prepares those the connection

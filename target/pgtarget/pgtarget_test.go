@@ -691,9 +691,12 @@ ALTER TABLE parent DROP CONSTRAINT parent_pkey CASCADE;`)
 	}
 }
 
-// ApplyGroup runs each batch as its own transaction, in one round trip: a
-// batch that violates a constraint is rejected and rolled back as a whole
-// while the batches around it commit, and each batch moves its sequences.
+// ApplyGroup runs each batch as its own transaction, in one round trip,
+// and stops at the first that the server refuses: that batch is rolled
+// back as a whole, the batches before it stay committed and the ones
+// behind it do not run (ErrNotApplied). A batch refused before the
+// pipeline (a table that does not exist) does not stop the others. Each
+// batch moves its sequences.
 func TestApplyGroup(t *testing.T) {
 	e := setup(t, pg, Options{}, "CREATE UNIQUE INDEX tokens_v ON tokens (v);")
 	ddl := "CREATE TABLE ser (id bigserial PRIMARY KEY, v text);"
@@ -712,9 +715,9 @@ func TestApplyGroup(t *testing.T) {
 	missing.Table = "public.missing"
 	bs := []*mirror.Batch{
 		{Changes: []mirror.Change{token(1, "one"), token(2, "two")}},
+		{Changes: []mirror.Change{token(5, "five"), missing}},
 		{Changes: []mirror.Change{token(3, "three"), token(4, "one")}}, // duplicate v
 		{Changes: e.capture(t, "public.ser", "id <= 2")},
-		{Changes: []mirror.Change{token(5, "five"), missing}},
 		{},
 		{Changes: append(e.capture(t, "public.ser", "id > 2"), token(6, "six"))},
 	}
@@ -723,11 +726,16 @@ func TestApplyGroup(t *testing.T) {
 		t.Fatalf("%d results for %d batches", len(errs), len(bs))
 	}
 	for i, want := range []struct {
-		sqlState string
-		index    int
-	}{{}, {"23505", 1}, {}, {"42P01", 1}, {}, {}} {
+		sqlState   string
+		index      int
+		notApplied bool
+	}{{}, {sqlState: "42P01", index: 1}, {sqlState: "23505", index: 1}, {notApplied: true}, {}, {notApplied: true}} {
 		var rej *mirror.RejectError
 		switch {
+		case want.notApplied:
+			if !errors.Is(errs[i], mirror.ErrNotApplied) {
+				t.Errorf("batch %d: %v, want ErrNotApplied", i, errs[i])
+			}
 		case want.sqlState == "" && errs[i] != nil:
 			t.Errorf("batch %d: %v", i, errs[i])
 		case want.sqlState == "":
@@ -735,6 +743,18 @@ func TestApplyGroup(t *testing.T) {
 			t.Errorf("batch %d: got %v, want a RejectError", i, errs[i])
 		case rej.SQLState != want.sqlState || rej.ChangeIndex != want.index:
 			t.Errorf("batch %d: SQLState %q index %d, want %q %d", i, rej.SQLState, rej.ChangeIndex, want.sqlState, want.index)
+		}
+	}
+	if got := tokenValues(t, e.new); !slices.Equal(got, []string{"one", "two"}) {
+		t.Fatalf("tokens %q after the first group: the batches behind the refused one ran", got)
+	}
+	if n := count(t, e.new, "ser"); n != 0 {
+		t.Fatalf("%d rows in ser after the first group, want 0", n)
+	}
+	// The mirror sends the batches that did not run again.
+	for i, err := range e.target.ApplyGroup(e.ctx, []*mirror.Batch{bs[3], bs[5]}) {
+		if err != nil {
+			t.Fatalf("again, batch %d: %v", i, err)
 		}
 	}
 	var vs []string
@@ -753,7 +773,7 @@ func TestApplyGroup(t *testing.T) {
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
 	}
-	// The rejected batches left nothing; the others committed, each in its
+	// The refused batches left nothing; the others committed, each in its
 	// own transaction.
 	if !slices.Equal(vs, []string{"one", "two", "six"}) {
 		t.Fatalf("tokens %q", vs)
@@ -777,6 +797,76 @@ func TestApplyGroup(t *testing.T) {
 			t.Errorf("after Close: %v", err)
 		}
 	}
+}
+
+// A batch that fails for a passing reason (a lock wait that times out)
+// stops the group there: it is transient, the batch behind it does not
+// run, and nothing is left of either until they are sent again. Had the
+// one behind it committed, the failed batch would be applied after it,
+// out of order (over its rows, had it touched the same ones).
+func TestApplyGroupTransient(t *testing.T) {
+	e := setup(t, pg, Options{}, "")
+	tmpl := e.capture(t, "public.tokens", "")[0]
+	token := func(n int, v string) mirror.Change { return targettest.TokenChange(tmpl, n, v) }
+	e.apply(t, token(2, "two before"))
+	// The target's sessions wait at most half a second for a lock.
+	tgt, err := New(e.ctx, e.newURL+"&lock_timeout=500", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	holder, err := e.new.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(e.ctx, "SELECT v FROM tokens WHERE id = $1 FOR UPDATE", targettest.TokenID(2)); err != nil {
+		t.Fatal(err)
+	}
+	bs := []*mirror.Batch{
+		{Changes: []mirror.Change{token(1, "one")}},
+		{Changes: []mirror.Change{token(2, "two")}}, // waits for the lock
+		{Changes: []mirror.Change{token(3, "three")}},
+	}
+	errs := tgt.ApplyGroup(e.ctx, bs)
+	if err := holder.Rollback(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	targettest.CheckStoppedAt(t, errs, 1)
+	if got := tokenValues(t, e.new); !slices.Equal(got, []string{"one", "two before"}) {
+		t.Fatalf("tokens %q", got)
+	}
+	for i, err := range tgt.ApplyGroup(e.ctx, bs[1:]) {
+		if err != nil {
+			t.Errorf("again, batch %d: %v", i+1, err)
+		}
+	}
+	if got := tokenValues(t, e.new); !slices.Equal(got, []string{"one", "two", "three"}) {
+		t.Fatalf("tokens %q", got)
+	}
+}
+
+// tokenValues returns the v of every token, by id.
+func tokenValues(t testing.TB, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT v FROM tokens ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// count returns the number of rows in table.
+func count(t testing.TB, conn *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // A connection lost in the middle of a group fails that batch and every

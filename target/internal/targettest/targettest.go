@@ -9,6 +9,8 @@ package targettest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -156,4 +158,33 @@ func Value(c mirror.Change, col string) mirror.Value {
 // DBName turns a test name into a database name.
 func DBName(prefix string, tb testing.TB) string {
 	return prefix + "_" + strings.ToLower(strings.NewReplacer("/", "_", " ", "_", "-", "_").Replace(tb.Name()))
+}
+
+// TokenID is the uuid of the fixture's tokens row n.
+func TokenID(n int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", n) }
+
+// TokenChange returns an upsert of tokens row n with value v, made from a
+// captured change of that table.
+func TokenChange(tmpl mirror.Change, n int, v string) mirror.Change {
+	c := Set(tmpl, "id", mirror.Text(TokenID(n)))
+	return Set(c, "v", mirror.Text(v))
+}
+
+// CheckStoppedAt checks the results of a group whose batch failed failed
+// for a passing reason: the batches before it committed, it has a
+// transient error (neither a rejection nor mirror.ErrNotApplied), and the
+// ones behind it were not applied.
+func CheckStoppedAt(t testing.TB, errs []error, failed int) {
+	t.Helper()
+	for i, err := range errs {
+		var rej *mirror.RejectError
+		switch {
+		case i < failed && err != nil:
+			t.Errorf("batch %d: %v", i, err)
+		case i == failed && (err == nil || errors.As(err, &rej) || errors.Is(err, mirror.ErrNotApplied)):
+			t.Errorf("batch %d: %v, want a transient error", i, err)
+		case i > failed && !errors.Is(err, mirror.ErrNotApplied):
+			t.Errorf("batch %d: %v, want ErrNotApplied", i, err)
+		}
+	}
 }
